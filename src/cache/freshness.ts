@@ -1,0 +1,70 @@
+// Freshness and age (RFC 9111 §4.2) for a shared cache, with CDN-Cache-Control (RFC 9213) and the
+// stale extensions of RFC 5861.
+import type { Directives } from './cache-control.ts';
+
+/** Statuses that are heuristically cacheable (RFC 9110 §15.1). 206 is excluded: Lacquer stores only full objects. */
+export const HEURISTIC_STATUSES: ReadonlySet<number> = new Set([200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501]);
+
+export type FreshnessInput = {
+  status: number;
+  directives: Directives;
+  /** True when the directives came from CDN-Cache-Control: Expires is then ignored (RFC 9213 §2.1). */
+  targeted: boolean;
+  dateMs: number | undefined;
+  expiresMs: number | undefined;
+  /** Expires was present but not a valid date: it means "already expired" (RFC 9111 §5.3). */
+  expiresInvalid: boolean;
+  lastModifiedMs: number | undefined;
+  responseTimeMs: number;
+};
+
+export type FreshnessOptions = { defaultTtlMs: number; heuristicFraction: number; heuristicMaxMs: number };
+
+export type Lifetime = { ms: number; source: 'cdn-max-age' | 's-maxage' | 'max-age' | 'expires' | 'heuristic' | 'default_ttl' | 'none' };
+
+/** Freshness lifetime (RFC 9111 §4.2.1): s-maxage, then max-age, then Expires − Date, then heuristics (§4.2.2). */
+export function freshnessLifetime(f: FreshnessInput, opts: FreshnessOptions): Lifetime {
+  const d = f.directives;
+  if (d.sMaxage !== undefined) return { ms: d.sMaxage * 1000, source: f.targeted ? 'cdn-max-age' : 's-maxage' };
+  if (d.maxAge !== undefined) return { ms: d.maxAge * 1000, source: f.targeted ? 'cdn-max-age' : 'max-age' };
+  if (!f.targeted) {
+    if (f.expiresInvalid) return { ms: 0, source: 'expires' };
+    if (f.expiresMs !== undefined) {
+      const date = f.dateMs ?? f.responseTimeMs;
+      return { ms: Math.max(0, f.expiresMs - date), source: 'expires' };
+    }
+  }
+  // §4.2.2: heuristics only without explicit expiration, for heuristically cacheable statuses or `public`.
+  const heuristicAllowed = HEURISTIC_STATUSES.has(f.status) || d.public;
+  if (heuristicAllowed && f.lastModifiedMs !== undefined && opts.heuristicFraction > 0) {
+    const date = f.dateMs ?? f.responseTimeMs;
+    const age = Math.max(0, date - f.lastModifiedMs);
+    return { ms: Math.min(opts.heuristicMaxMs, Math.floor(age * opts.heuristicFraction)), source: 'heuristic' };
+  }
+  if (heuristicAllowed && opts.defaultTtlMs > 0) return { ms: opts.defaultTtlMs, source: 'default_ttl' };
+  return { ms: 0, source: 'none' };
+}
+
+export type AgeInput = { ageHeaderSec: number; dateMs: number | undefined; requestTimeMs: number; responseTimeMs: number };
+
+/** corrected_initial_age of RFC 9111 §4.2.3, in ms; current age = this + (now − responseTime). */
+export function correctedInitialAge(a: AgeInput): number {
+  const apparentAge = a.dateMs === undefined ? 0 : Math.max(0, a.responseTimeMs - a.dateMs);
+  const responseDelay = a.responseTimeMs - a.requestTimeMs;
+  const correctedAgeValue = a.ageHeaderSec * 1000 + responseDelay;
+  return Math.max(apparentAge, correctedAgeValue);
+}
+
+export function parseHttpDate(v: string | string[] | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const s = Array.isArray(v) ? v[0] : v;
+  if (!s) return undefined;
+  const t = Date.parse(s);
+  return Number.isNaN(t) ? undefined : t;
+}
+
+/** Age header value in seconds (§5.1): a non-negative integer; anything else is ignored. */
+export function parseAge(v: string | string[] | undefined): number {
+  const s = Array.isArray(v) ? v[0] : v;
+  return s !== undefined && /^\d+$/.test(s.trim()) ? Number(s) : 0;
+}

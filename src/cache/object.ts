@@ -1,0 +1,67 @@
+// A stored response and the questions asked of it at lookup time.
+import type { Freshness, Headers } from './storable.ts';
+
+export type CachedObject = {
+  primary: string;
+  /** primary + vary values */
+  key: string;
+  status: number;
+  statusMessage: string;
+  /** Lowercased header map without hop-by-hop fields, for conditional evaluation and revalidation. */
+  headers: Headers;
+  /** Flat [name, value, ...] list for delivery: no hop-by-hop, no Age, no Content-Length (set from body). */
+  rawHeaders: string[];
+  /** The Via value delivered with it (upstream Via + ours), reused for 304/412/416 answers. */
+  via: string;
+  body: Buffer;
+  /** Bytes charged to the memory bound: body + headers + bookkeeping. */
+  size: number;
+  requestTimeMs: number;
+  responseTimeMs: number;
+  /** Epoch ms at which the object stops being fresh. */
+  expiresAt: number;
+  freshness: Freshness;
+  varyFields: readonly string[];
+  etag: string | undefined;
+  lastModified: string | undefined;
+  /** Set by a soft purge or a ban: treat as expired from this moment. */
+  invalidated: boolean;
+};
+
+/** Where an object stands at a moment; a closed union (STYLE habit 3). */
+export type ObjectState =
+  /** May be served as is. */
+  | 'fresh'
+  /** Expired, may be served at once while one background fetch revalidates (grace / stale-while-revalidate). */
+  | 'stale-revalidate'
+  /** Expired, may be served only if the origin fails (grace / stale-if-error). */
+  | 'stale-if-error'
+  /** Expired past every stale window: kept only for its validators. */
+  | 'keep';
+
+export function objectState(o: CachedObject, now: number): ObjectState {
+  const f = o.freshness;
+  const expiresAt = o.invalidated ? Math.min(o.expiresAt, now) : o.expiresAt;
+  if (now < expiresAt && !f.alwaysRevalidate) return 'fresh';
+  if (f.noStaleServe) return 'keep';
+  const past = now - expiresAt;
+  if (past < f.swrMs) return 'stale-revalidate';
+  if (past < f.sieMs) return 'stale-if-error';
+  return 'keep';
+}
+
+/** Current age in whole seconds (RFC 9111 §4.2.3), for the Age header. */
+export function ageSeconds(o: CachedObject, now: number): number {
+  return Math.max(0, Math.floor((o.freshness.initialAgeMs + (now - o.responseTimeMs)) / 1000));
+}
+
+/** Remaining freshness in seconds; negative when stale (RFC 9211 `ttl`). */
+export function ttlSeconds(o: CachedObject, now: number): number {
+  return Math.round((o.expiresAt - now) / 1000);
+}
+
+/** How long the store must keep the object at all, from now. */
+export function retentionMs(o: CachedObject, now: number): number {
+  const f = o.freshness;
+  return Math.max(1, o.expiresAt - now + Math.max(f.swrMs, f.sieMs) + f.keepMs);
+}

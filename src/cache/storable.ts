@@ -1,0 +1,125 @@
+// May this response be stored, and for how long may it be reused? (RFC 9111 §3, §3.5, §4.2, §5.2; RFC 9213; RFC 5861)
+import { parseCacheControl, type Directives } from './cache-control.ts';
+import { correctedInitialAge, freshnessLifetime, parseAge, parseHttpDate, type Lifetime } from './freshness.ts';
+import { parseVary } from './key.ts';
+
+export type Headers = Record<string, string | string[] | undefined>;
+
+/** Why a response was not stored: a closed union, reported in Cache-Status `detail` and the log. */
+export type NotStorableReason =
+  | 'method'
+  | 'status'
+  | 'error-status'
+  | 'no-store'
+  | 'private'
+  | 'authorization'
+  | 'set-cookie'
+  | 'vary-star'
+  | 'no-freshness'
+  | 'too-large'
+  | 'request-no-store';
+
+export type StoragePolicy = {
+  defaultTtlMs: number;
+  heuristicFraction: number;
+  heuristicMaxMs: number;
+  graceMs: number;
+  keepMs: number;
+  storeSetCookie: boolean;
+  honorClientCacheControl: boolean;
+};
+
+export type Freshness = {
+  lifetime: Lifetime;
+  /** corrected initial age (§4.2.3), ms */
+  initialAgeMs: number;
+  /** May be served stale at once while revalidating (grace, or stale-while-revalidate), ms past expiry. */
+  swrMs: number;
+  /** May be served stale when the origin fails (grace, or stale-if-error), ms past expiry. */
+  sieMs: number;
+  /** Kept this long past the stale windows, only to revalidate with validators. */
+  keepMs: number;
+  /** must-revalidate / proxy-revalidate / s-maxage (§5.2.2.10): never served stale without an explicit RFC 5861 directive. */
+  noStaleServe: boolean;
+  /** no-cache: every reuse must be validated with the origin (§5.2.2.4). */
+  alwaysRevalidate: boolean;
+};
+
+export type StoreDecision = { store: true; freshness: Freshness } | { store: false; reason: NotStorableReason; freshness?: undefined };
+
+export type ResponseFacts = { status: number; headers: Headers; requestTimeMs: number; responseTimeMs: number };
+
+/** The directives that govern this cache: CDN-Cache-Control when present and valid, else Cache-Control (RFC 9213 §2.1). */
+export function governingDirectives(h: Headers): { directives: Directives; targeted: boolean } {
+  const cdn = h['cdn-cache-control'];
+  if (cdn !== undefined && String(cdn).trim() !== '') return { directives: parseCacheControl(cdn), targeted: true };
+  return { directives: parseCacheControl(h['cache-control']), targeted: false };
+}
+
+export function decideStorage(method: string, reqHeaders: Headers, res: ResponseFacts, p: StoragePolicy): StoreDecision {
+  // §3: only responses to methods we understand as cacheable. HEAD misses are fetched as GET.
+  if (method !== 'GET') return { store: false, reason: 'method' };
+  // Never let an error replace a good object: 5xx are not stored (stale-if-error serves the old one instead).
+  if (res.status >= 500) return { store: false, reason: 'error-status' };
+  // §3: final responses only; 206 and 304 are not complete objects.
+  if (res.status < 200 || res.status === 206 || res.status === 304) return { store: false, reason: 'status' };
+  if (p.honorClientCacheControl && parseCacheControl(reqHeaders['cache-control']).noStore) return { store: false, reason: 'request-no-store' };
+
+  const { directives: d, targeted } = governingDirectives(res.headers);
+  const cc = targeted ? parseCacheControl(res.headers['cache-control']) : d;
+  // §5.2.2.5 no-store; a downstream `no-store` in Cache-Control still applies to us as a privacy signal.
+  if (d.noStore || cc.noStore) return { store: false, reason: 'no-store' };
+  // §5.2.2.7: a shared cache MUST NOT store a `private` response.
+  if (d.private || cc.private) return { store: false, reason: 'private' };
+  // §3.5: a request with Authorization is stored only if the response says so explicitly.
+  if (reqHeaders['authorization'] !== undefined && !(d.mustRevalidate || d.public || d.sMaxage !== undefined)) {
+    return { store: false, reason: 'authorization' };
+  }
+  // One visitor's cookie must never be served to another.
+  if (!p.storeSetCookie && res.headers['set-cookie'] !== undefined) return { store: false, reason: 'set-cookie' };
+  // §4.1: Vary: * never matches a later request.
+  if (parseVary(res.headers['vary']) === '*') return { store: false, reason: 'vary-star' };
+
+  const dateMs = parseHttpDate(res.headers['date']);
+  const expiresRaw = res.headers['expires'];
+  const expiresMs = parseHttpDate(expiresRaw);
+  const lifetime = freshnessLifetime(
+    {
+      status: res.status,
+      directives: d,
+      targeted,
+      dateMs,
+      expiresMs,
+      expiresInvalid: expiresRaw !== undefined && expiresMs === undefined,
+      lastModifiedMs: parseHttpDate(res.headers['last-modified']),
+      responseTimeMs: res.responseTimeMs,
+    },
+    { defaultTtlMs: p.defaultTtlMs, heuristicFraction: p.heuristicFraction, heuristicMaxMs: p.heuristicMaxMs },
+  );
+  const hasValidator = res.headers['etag'] !== undefined || res.headers['last-modified'] !== undefined;
+  // A response that says nothing about freshness and has no validator is never reused (safe default;
+  // cache.default_ttl opts in). With a validator it is stored for conditional revalidation only.
+  if (lifetime.source === 'none' && !hasValidator) return { store: false, reason: 'no-freshness' };
+
+  const explicitSwr = d.staleWhileRevalidate !== undefined;
+  const explicitSie = d.staleIfError !== undefined;
+  // §5.2.2.2 must-revalidate, §5.2.2.8 proxy-revalidate, §5.2.2.10 s-maxage (implies proxy-revalidate),
+  // §5.2.2.4 no-cache: a stale copy must not be used without successful validation.
+  const noStale = d.mustRevalidate || d.proxyRevalidate || d.noCache || d.sMaxage !== undefined;
+  // Without freshness information (validator only) every reuse is validated first; stale only covers errors.
+  const graceSwr = lifetime.source === 'none' ? 0 : p.graceMs;
+  const swrMs = d.mustRevalidate || d.noCache ? 0 : explicitSwr ? d.staleWhileRevalidate! * 1000 : noStale ? 0 : graceSwr;
+  const sieMs = d.mustRevalidate || d.noCache ? 0 : explicitSie ? d.staleIfError! * 1000 : noStale ? 0 : p.graceMs;
+  return {
+    store: true,
+    freshness: {
+      lifetime,
+      initialAgeMs: correctedInitialAge({ ageHeaderSec: parseAge(res.headers['age']), dateMs, requestTimeMs: res.requestTimeMs, responseTimeMs: res.responseTimeMs }),
+      swrMs,
+      sieMs,
+      keepMs: hasValidator ? p.keepMs : 0,
+      noStaleServe: noStale && !explicitSwr && !explicitSie,
+      alwaysRevalidate: d.noCache,
+    },
+  };
+}

@@ -1,0 +1,92 @@
+// The object store: an in-memory LRU bounded by bytes (lru-cache), with Vary variants under a primary key.
+import { LRUCache } from 'lru-cache';
+import { parseVary, varyKey } from './key.ts';
+import { retentionMs, type CachedObject } from './object.ts';
+import type { Headers } from './storable.ts';
+
+export type LookupResult =
+  | { kind: 'found'; object: CachedObject }
+  /** Nothing stored for this URI. */
+  | { kind: 'uri-miss' }
+  /** Variants exist for this URI but none matches the request's Vary fields. */
+  | { kind: 'vary-miss' };
+
+export type StoreStats = { bytes: number; maxBytes: number; objects: number; evictions: number };
+
+export interface Store {
+  lookup(primary: string, reqHeaders: Headers): LookupResult;
+  /** Stores an object; false when it does not fit. */
+  put(object: CachedObject, now: number): boolean;
+  /** Removes every variant of a URI; returns how many objects were removed. */
+  removeAll(primary: string): number;
+  stats(): StoreStats;
+}
+
+export class MemoryStore implements Store {
+  readonly #lru: LRUCache<string, CachedObject>;
+  /** primary key → full keys of its variants, so a purge or an unsafe method reaches all of them. */
+  readonly #variants = new Map<string, Set<string>>();
+  /** primary key → the Vary field names of its newest response. */
+  readonly #varySpec = new Map<string, readonly string[]>();
+  #evictions = 0;
+  readonly #maxBytes: number;
+
+  constructor(maxBytes: number) {
+    this.#maxBytes = maxBytes;
+    this.#lru = new LRUCache<string, CachedObject>({
+      maxSize: maxBytes,
+      sizeCalculation: (o) => o.size,
+      ttlAutopurge: false,
+      dispose: (o, key, reason) => {
+        if (reason === 'evict') this.#evictions++;
+        if (reason === 'set') return; // replaced by a newer copy under the same key
+        const set = this.#variants.get(o.primary);
+        if (set) {
+          set.delete(key);
+          if (set.size === 0) {
+            this.#variants.delete(o.primary);
+            this.#varySpec.delete(o.primary);
+          }
+        }
+      },
+    });
+  }
+
+  lookup(primary: string, reqHeaders: Headers): LookupResult {
+    const fields = this.#varySpec.get(primary);
+    if (fields === undefined) return { kind: 'uri-miss' };
+    const object = this.#lru.get(fields.length === 0 ? primary : primary + varyKey(fields, reqHeaders));
+    if (object) return { kind: 'found', object };
+    return this.#variants.has(primary) ? { kind: 'vary-miss' } : { kind: 'uri-miss' };
+  }
+
+  put(object: CachedObject, now: number): boolean {
+    if (object.size > this.#maxBytes) return false;
+    const fields = object.varyFields;
+    const prev = this.#varySpec.get(object.primary);
+    // A changed Vary makes the old variants unreachable: drop them rather than let them linger.
+    if (prev && prev.join() !== fields.join()) this.removeAll(object.primary);
+    this.#varySpec.set(object.primary, fields);
+    let set = this.#variants.get(object.primary);
+    if (!set) this.#variants.set(object.primary, (set = new Set()));
+    set.add(object.key);
+    this.#lru.set(object.key, object, { ttl: retentionMs(object, now) });
+    return this.#lru.has(object.key);
+  }
+
+  removeAll(primary: string): number {
+    const set = this.#variants.get(primary);
+    if (!set) return 0;
+    let n = 0;
+    for (const key of [...set]) if (this.#lru.delete(key)) n++;
+    this.#variants.delete(primary);
+    this.#varySpec.delete(primary);
+    return n;
+  }
+
+  stats(): StoreStats {
+    return { bytes: this.#lru.calculatedSize, maxBytes: this.#maxBytes, objects: this.#lru.size, evictions: this.#evictions };
+  }
+}
+
+export { parseVary };

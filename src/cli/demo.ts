@@ -1,0 +1,66 @@
+// `lacquer demo` (what `npm start` runs): the bundled demo origins on the example's backend ports, Lacquer
+// in front of them, and a one-minute walkthrough: a miss, a hit, the origins going down, a stale serve,
+// an explained 503, and recovery. The proxy keeps running afterwards for the reader to try.
+import { request } from 'undici';
+import { startOrigin, type Origin } from '../lab/origin.ts';
+import { splitHostPort } from '../server/listener.ts';
+import { startProxy } from '../main.ts';
+import { loadOrExit } from './serve.ts';
+
+const TTL_SECONDS = 4;
+
+async function show(base: string, path: string, label: string): Promise<void> {
+  const res = await request(`${base}${path}`, { headers: { accept: 'text/html' } });
+  const body = await res.body.text();
+  const h = res.headers;
+  const lines = [`\n▶ ${label}`, `  GET ${path} → ${res.statusCode}`, `  Cache-Status: ${h['cache-status']}`];
+  if (h['age'] !== undefined) lines.push(`  Age: ${h['age']}`);
+  if (h['proxy-status']) lines.push(`  Proxy-Status: ${h['proxy-status']}`);
+  if (h['retry-after']) lines.push(`  Retry-After: ${h['retry-after']}`);
+  lines.push(`  X-Request-Id: ${h['x-request-id']}`);
+  if (res.statusCode >= 500) lines.push(`  body: ${body.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 160)}`);
+  process.stderr.write(`${lines.join('\n')}\n`);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function demoCommand(file: string, walkthrough: boolean): Promise<void> {
+  const config = loadOrExit(file);
+  const origins: Origin[] = [];
+  for (const b of config.backends) {
+    const u = new URL(b.url);
+    const { host, port } = splitHostPort(u.host.includes(':') ? u.host : `${u.hostname}:80`);
+    const origin = await startOrigin({
+      host: host || '127.0.0.1',
+      port,
+      behaviours: {
+        '/': { kind: 'normal', cacheControl: `max-age=${TTL_SECONDS}`, headers: { 'content-type': 'text/html; charset=utf-8' }, body: `<h1>Hello from ${b.name}</h1>\n` },
+        '/api/now': { kind: 'normal', cacheControl: 'no-store', headers: { 'content-type': 'application/json' }, body: '{"now":"dynamic"}\n' },
+        '*': { kind: 'normal', cacheControl: `max-age=${TTL_SECONDS}` },
+      },
+    });
+    origins.push(origin);
+  }
+  const proxy = await startProxy(config, { logDestination: walkthrough ? 'off' : undefined });
+  const base = proxy.url;
+  process.stderr.write(`Lacquer demo: proxy ${base} in front of ${config.backends.map((b) => `${b.name} ${b.url}`).join(', ')}\n`);
+  const stop = () => {
+    void proxy.stop().then(() => Promise.all(origins.map((o) => o.close()))).then(() => process.exit(0));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  if (!walkthrough) return;
+
+  await show(base, '/', 'First request: a miss, fetched from the origin and stored');
+  await show(base, '/', 'Second request: a cache hit, the origin is not asked');
+  process.stderr.write('\n▶ Stopping both origins (connections are now refused) and waiting for the object to expire...\n');
+  await Promise.all(origins.map((o) => o.refuse()));
+  await sleep(TTL_SECONDS * 1000 + 500);
+  await show(base, '/', 'Expired object, origins down: served stale (negative ttl) instead of an error');
+  await show(base, '/api/now', 'Uncacheable page, origins down: an explained 503, never a bare one');
+  await Promise.all(origins.map((o) => o.resume()));
+  await show(base, '/api/now', 'Origins back: the page works again');
+  process.stderr.write(
+    `\nThe access log explains every failure (see README "Why did I get a 503?"). Lacquer keeps running on ${base} (Ctrl-C stops it); try:\n  curl -i ${base}/\n`,
+  );
+}

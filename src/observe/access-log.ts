@@ -1,0 +1,161 @@
+// The access log: one JSON line per request (pino, asynchronous so logging never blocks the hot path),
+// carrying for every failure the full report of ../shared/FAILURES.md. Also keeps the most recent
+// failure reports in memory for the admin plane.
+import pino, { type Logger } from 'pino';
+import type { Writable } from 'node:stream';
+import type { ProxyError } from '../errors.ts';
+import type { Exchange } from '../server/exchange.ts';
+import { cacheStatusValue } from '../pipeline/deliver.ts';
+
+export type HealthContext = { pool: string; state: string; healthy: string; inflight: number; max: number | null };
+
+/** The failure report: the same facts in the log line, the admin API and (when exposed) the error page. */
+export type FailureReport = {
+  id: string;
+  time: string;
+  method: string;
+  host: string;
+  url: string;
+  class: string;
+  phase: string;
+  source: string;
+  code: string;
+  details?: string;
+  message: string;
+  backend?: string;
+  address?: string;
+  reused?: boolean;
+  timings: { ttfb_ms?: number; total_ms: number };
+  attempts: Exchange['attempts'];
+  bytes_received?: number;
+  headers_received: boolean;
+  health?: HealthContext;
+  served: string;
+  stale_ms?: number;
+  hint: string;
+  context?: Record<string, unknown>;
+};
+
+export type AccessLogOptions = {
+  /** `stdout`, `stderr`, `off`, a file path, or a stream (tests). */
+  destination: string | Writable;
+  level: string;
+  proxyName: string;
+  /** How many recent failure reports to keep in memory. */
+  recentFailures?: number;
+  healthOf?: (backend: string | undefined) => HealthContext | undefined;
+};
+
+const round = (ms: number | undefined) => (ms === undefined ? undefined : Math.round(ms * 10) / 10);
+
+export class AccessLog {
+  readonly logger: Logger;
+  readonly #access: Logger | undefined;
+  readonly #name: string;
+  readonly #recent: FailureReport[] = [];
+  readonly #max: number;
+  /** Health context for failure reports; set by whoever owns the backends. */
+  healthOf: AccessLogOptions['healthOf'];
+  readonly #dest: ReturnType<typeof pino.destination> | undefined;
+
+  constructor(o: AccessLogOptions) {
+    this.#name = o.proxyName;
+    this.#max = o.recentFailures ?? 200;
+    this.healthOf = o.healthOf;
+    let stream: Writable | ReturnType<typeof pino.destination>;
+    if (typeof o.destination === 'string') {
+      const d = o.destination;
+      this.#dest = pino.destination({ dest: d === 'stdout' || d === 'off' ? 1 : d === 'stderr' ? 2 : d, sync: false, mkdir: true });
+      stream = this.#dest;
+    } else stream = o.destination;
+    const opts = {
+      base: null,
+      level: o.level,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label: string) => ({ level: label }) },
+    };
+    this.logger = pino(opts, stream);
+    this.#access = o.destination === 'off' ? undefined : this.logger.child({ type: 'access' }, { level: 'info' });
+  }
+
+  /** Called once per request when its response is finished or aborted. */
+  request(ex: Exchange): void {
+    const report = ex.error ? this.report(ex, ex.error) : undefined;
+    if (report) this.#remember(report);
+    if (!this.#access) return;
+    const res = ex.res;
+    this.#access.info({
+      id: ex.id,
+      method: ex.method,
+      host: ex.host,
+      url: ex.target,
+      status: res.statusCode,
+      cache: cacheStatusValue(this.#name, ex.cache),
+      served: ex.served,
+      bytes: ex.bytesOut,
+      ms: round(ex.elapsedMs()),
+      backend: ex.backend,
+      ttfb_ms: round(ex.ttfbMs),
+      attempts: ex.attempts.length ? ex.attempts : undefined,
+      retry: ex.attempts.find((a) => a.retry)?.retry,
+      stale_ms: ex.staleMs,
+      client_gone: ex.clientGone || undefined,
+      trace: ex.traceparent,
+      error: report,
+    });
+  }
+
+  backgroundFailure(ex: Exchange, err: ProxyError): void {
+    const report = this.report(ex, err);
+    report.served = 'background-refresh';
+    this.#remember(report);
+    this.logger.warn({ type: 'background', error: report }, `background refresh of ${ex.target} failed: ${err.type}`);
+  }
+
+  report(ex: Exchange, err: ProxyError): FailureReport {
+    const healthOf = this.healthOf;
+    return {
+      id: ex.id,
+      time: new Date(ex.startedAt).toISOString(),
+      method: ex.method,
+      host: ex.host,
+      url: ex.target,
+      class: err.type,
+      phase: err.phase,
+      source: err.source,
+      code: err.code,
+      details: err.details || undefined,
+      message: err.message,
+      backend: err.backend,
+      address: err.address,
+      reused: err.reused,
+      timings: { ttfb_ms: round(ex.ttfbMs), total_ms: round(ex.elapsedMs())! },
+      attempts: ex.attempts,
+      bytes_received: err.bytesReceived,
+      headers_received: err.headersReceived,
+      health: healthOf?.(err.backend),
+      served: ex.served === 'stale' ? 'stale' : ex.served === 'synth' ? 'synthetic-error' : ex.served,
+      stale_ms: ex.staleMs,
+      hint: err.hint,
+      context: err.context,
+    };
+  }
+
+  #remember(r: FailureReport): void {
+    this.#recent.push(r);
+    if (this.#recent.length > this.#max) this.#recent.shift();
+  }
+
+  /** Newest first. */
+  recentFailures(): readonly FailureReport[] {
+    return [...this.#recent].reverse();
+  }
+
+  flush(): void {
+    try {
+      this.#dest?.flushSync();
+    } catch {
+      // not yet open: nothing buffered
+    }
+  }
+}

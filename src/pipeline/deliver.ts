@@ -1,0 +1,90 @@
+// Deliver: the response headers every answer carries (Age, Via, Cache-Status, X-Request-Id), and the
+// three ways a body reaches the client: a stored object (with 304 / 206 / HEAD handled), or a streamed
+// origin response.
+import type { CachedObject } from '../cache/object.ts';
+import { ageSeconds } from '../cache/object.ts';
+import { evaluateConditionals, NOT_MODIFIED_FIELDS } from '../cache/conditional.ts';
+import { evaluateRange } from '../cache/range.ts';
+import type { Headers } from '../cache/storable.ts';
+import type { CacheFacts, Exchange } from '../server/exchange.ts';
+import type { ProxyContext } from './context.ts';
+
+/** RFC 9211 Cache-Status member for this cache. */
+export function cacheStatusValue(name: string, c: CacheFacts): string {
+  let s = c.hit ? `${name}; hit` : `${name}; fwd=${c.fwd ?? 'miss'}`;
+  if (c.fwdStatus !== undefined) s += `; fwd-status=${c.fwdStatus}`;
+  if (c.ttl !== undefined) s += `; ttl=${c.ttl}`;
+  if (c.stored) s += '; stored';
+  if (c.collapsed) s += '; collapsed';
+  if (c.detail) s += `; detail="${c.detail.replace(/["\\]/g, '')}"`;
+  return s;
+}
+
+function commonHeaders(ctx: ProxyContext, ex: Exchange, list: string[]): string[] {
+  list.push('x-request-id', ex.id, 'cache-status', cacheStatusValue(ctx.name, ex.cache));
+  if (ex.proxyStatus) list.push('proxy-status', ex.proxyStatus);
+  return list;
+}
+
+/** Answers from a stored object: full, 304, 412, 206 or 416, HEAD without a body. */
+export function deliverObject(ctx: ProxyContext, ex: Exchange, o: CachedObject, now: number): void {
+  const { res } = ex;
+  if (ex.clientGone || res.headersSent) return;
+  const reqHeaders = ex.req.headers as Headers;
+  const age = String(ageSeconds(o, now));
+  const cond = reqHeaders['if-none-match'] || reqHeaders['if-modified-since'] || reqHeaders['if-match'] || reqHeaders['if-unmodified-since']
+    ? evaluateConditionals(ex.method, reqHeaders, o)
+    : 'full';
+  if (cond === 'not-modified' && o.status === 200) {
+    // §15.4.5: a 304 carries the validators and caching fields a 200 would.
+    const list: string[] = [];
+    for (const f of NOT_MODIFIED_FIELDS) {
+      const v = o.headers[f];
+      if (v !== undefined) list.push(f, Array.isArray(v) ? v.join(', ') : v);
+    }
+    list.push('age', age, 'via', o.via);
+    res.writeHead(304, commonHeaders(ctx, ex, list));
+    res.end();
+    return;
+  }
+  if (cond === 'precondition-failed') {
+    res.writeHead(412, commonHeaders(ctx, ex, ['content-length', '0', 'age', age, 'via', o.via]));
+    res.end();
+    return;
+  }
+  const range = reqHeaders['range'] === undefined ? ({ kind: 'full' } as const) : evaluateRange(ex.method === 'HEAD' ? 'GET' : ex.method, reqHeaders, o);
+  const list = o.rawHeaders.slice();
+  list.push('age', age);
+  if (range.kind === 'partial') {
+    list.push('content-range', `bytes ${range.start}-${range.end}/${o.body.length}`, 'content-length', String(range.end - range.start + 1));
+    res.writeHead(206, commonHeaders(ctx, ex, list));
+    if (ex.method !== 'HEAD') ex.bytesOut = range.end - range.start + 1;
+    res.end(ex.method === 'HEAD' ? undefined : o.body.subarray(range.start, range.end + 1));
+    return;
+  }
+  if (range.kind === 'unsatisfiable') {
+    res.writeHead(416, commonHeaders(ctx, ex, ['content-range', `bytes */${o.body.length}`, 'content-length', '0', 'age', age, 'via', o.via]));
+    res.end();
+    return;
+  }
+  if (o.status !== 204 && o.status !== 304) list.push('content-length', String(o.body.length));
+  if (o.etag !== undefined && o.status === 200) list.push('accept-ranges', 'bytes');
+  res.writeHead(o.status, o.statusMessage, commonHeaders(ctx, ex, list));
+  if (ex.method !== 'HEAD') ex.bytesOut = o.body.length;
+  res.end(ex.method === 'HEAD' ? undefined : o.body);
+}
+
+/** Sends the head of a streamed origin response; the body follows through res.write. */
+export function startOriginResponse(ctx: ProxyContext, ex: Exchange, status: number, statusMessage: string, list: string[]): void {
+  ex.res.writeHead(status, statusMessage || undefined, commonHeaders(ctx, ex, list));
+}
+
+/** A short fixed response made by the proxy itself (refusals at receive). */
+export function deliverSimple(ctx: ProxyContext, ex: Exchange, status: number, text: string, extra: string[] = []): void {
+  const body = `${text}\n`;
+  ex.res.writeHead(
+    status,
+    commonHeaders(ctx, ex, ['content-type', 'text/plain; charset=utf-8', 'content-length', String(Buffer.byteLength(body)), 'cache-control', 'no-store', ...extra]),
+  );
+  ex.res.end(ex.method === 'HEAD' ? undefined : body);
+}

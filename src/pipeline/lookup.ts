@@ -1,0 +1,30 @@
+// Lookup: key + Vary → fresh | stale (serve now, refresh in background) | usable only on error | miss.
+import { objectState, type CachedObject, type ObjectState } from '../cache/object.ts';
+import { primaryKey } from '../cache/key.ts';
+import { parseCacheControl } from '../cache/cache-control.ts';
+import type { Headers } from '../cache/storable.ts';
+import type { Exchange, FwdReason } from '../server/exchange.ts';
+import type { ProxyContext } from './context.ts';
+
+export type LookupOutcome =
+  | { kind: 'fresh'; primary: string; object: CachedObject }
+  | { kind: 'stale-revalidate'; primary: string; object: CachedObject }
+  /** Must go to the origin; `object` (if any) revalidates it and covers an origin failure per its state. */
+  | { kind: 'miss'; primary: string; fwd: FwdReason; object?: CachedObject; state?: ObjectState; passMarked: boolean };
+
+export function lookup(ctx: ProxyContext, ex: Exchange, now: number): LookupOutcome {
+  const primary = primaryKey(ex.host, ex.target);
+  const passMarked = ctx.passMarks.has(primary);
+  const found = ctx.store.lookup(primary, ex.req.headers as Headers);
+  if (found.kind !== 'found') return { kind: 'miss', primary, fwd: found.kind, passMarked };
+  const object = found.object;
+  let state = objectState(object, now);
+  if (ctx.config.cache.honor_client_cache_control && (state === 'fresh' || state === 'stale-revalidate')) {
+    // RFC 9111 §5.2.1: request no-cache / max-age=0 ask for validation; only when the operator allows it.
+    const cc = parseCacheControl(ex.req.headers['cache-control']);
+    if (cc.noCache || cc.maxAge === 0) state = 'keep';
+  }
+  if (state === 'fresh') return { kind: 'fresh', primary, object };
+  if (state === 'stale-revalidate') return { kind: 'stale-revalidate', primary, object };
+  return { kind: 'miss', primary, fwd: 'stale', object, state, passMarked };
+}

@@ -1,0 +1,130 @@
+// The request's path, in order — read this file first.
+//
+//   receive → route → lookup ─ fresh ──────────────────────────────→ deliver (hit)
+//                            ├ stale, within grace ─ deliver stale, refresh in background
+//                            └ miss / expired ─ coalesce ─ waiter ─→ deliver the leader's result
+//                                                        └ leader ─→ forward: choose backend → fetch
+//                                                                     → store + deliver, or stale / explained error
+//   other methods → forward (pass) → invalidate the URI on success (RFC 9111 §4.4)
+import type { Readable } from 'node:stream';
+import { primaryKey } from '../cache/key.ts';
+import { ttlSeconds } from '../cache/object.ts';
+import { varyKey } from '../cache/key.ts';
+import type { Headers } from '../cache/storable.ts';
+import { ProxyError } from '../errors.ts';
+import type { Exchange } from '../server/exchange.ts';
+import type { ProxyContext } from './context.ts';
+import { deliverObject, deliverSimple } from './deliver.ts';
+import { forward, type ForwardPlan } from './forward.ts';
+import { lookup, type LookupOutcome } from './lookup.ts';
+import { receive } from './receive.ts';
+import { route, type Route } from './route.ts';
+import { deliverStale, usableOnError } from './stale.ts';
+import { proxyStatusForReceived, synthError } from './synth.ts';
+
+export async function handle(ctx: ProxyContext, ex: Exchange, body: Readable | null): Promise<void> {
+  ctx.stats.requests++;
+  const refusal = receive(ctx, ex);
+  if (refusal) {
+    ex.served = 'refused';
+    return deliverSimple(ctx, ex, refusal.status, refusal.text, refusal.headers);
+  }
+  const r = route(ctx, ex);
+  if (r.cache && (ex.method === 'GET' || ex.method === 'HEAD') && body === null) {
+    const now = Date.now();
+    const l = lookup(ctx, ex, now);
+    switch (l.kind) {
+      case 'fresh':
+        ctx.stats.hits++;
+        ex.served = 'hit';
+        ex.cache = { hit: true, ttl: ttlSeconds(l.object, now) };
+        return deliverObject(ctx, ex, l.object, now);
+      case 'stale-revalidate':
+        refreshInBackground(ctx, ex, r, l.primary, l.object);
+        return deliverStale(ctx, ex, l.object, now, 'stale-while-revalidate');
+      case 'miss':
+        return miss(ctx, ex, r, l);
+    }
+  }
+  await forward(ctx, { pool: r.pool, primary: undefined, stale: undefined, flight: undefined, fwd: ex.method === 'GET' || ex.method === 'HEAD' ? 'request' : 'method', client: ex, source: ex, body });
+  if (ex.method !== 'GET' && ex.method !== 'HEAD' && ex.method !== 'OPTIONS') invalidateAfterUnsafe(ctx, ex);
+}
+
+/** Coalesce: join an identical in-flight fetch, or lead one. */
+async function miss(ctx: ProxyContext, ex: Exchange, r: Route, l: Extract<LookupOutcome, { kind: 'miss' }>): Promise<void> {
+  const plan: ForwardPlan = { pool: r.pool, primary: l.primary, stale: l.object, flight: undefined, fwd: l.fwd, client: ex, source: ex, body: null };
+  const existing = l.passMarked ? undefined : ctx.coalescer.get(l.primary);
+  if (!existing) {
+    if (l.passMarked) {
+      plan.fwd = l.fwd;
+      return forward(ctx, plan);
+    }
+    plan.flight = ctx.coalescer.lead(l.primary);
+    try {
+      return await forward(ctx, plan);
+    } finally {
+      plan.flight.settle({ kind: 'uncacheable' }); // no-op when already settled
+    }
+  }
+  ex.cache = { hit: false, fwd: l.fwd, collapsed: true };
+  const w = await ctx.coalescer.wait(existing, ctx.config.cache.coalesce_wait, (cb) => ex.onGone(cb));
+  const now = Date.now();
+  switch (w.kind) {
+    case 'gone':
+      return;
+    case 'object': {
+      const o = w.object;
+      const matches = o.varyFields.length === 0 ? true : o.key === o.primary + varyKey(o.varyFields, ex.req.headers as Headers);
+      if (matches) {
+        ex.served = 'collapsed';
+        ex.cache = { hit: false, fwd: l.fwd, fwdStatus: o.status, collapsed: true, stored: w.stored, ttl: w.stored ? ttlSeconds(o, now) : undefined };
+        if (o.status >= 500) ex.proxyStatus = proxyStatusForReceived(ctx.name, o.status, undefined);
+        return deliverObject(ctx, ex, o, now);
+      }
+      // Another variant: fetch our own (coalescing with whoever else wants it).
+      return miss(ctx, ex, r, { ...l, passMarked: false });
+    }
+    case 'uncacheable':
+      return forward(ctx, plan);
+    case 'error':
+      ex.error = w.error;
+      if (usableOnError(l.object, now)) return deliverStale(ctx, ex, l.object, now, `stale-if-error; error=${w.error.type}`);
+      return synthError(ctx, ex, w.error);
+    case 'timeout': {
+      const err = new ProxyError({ type: 'http_response_timeout', phase: 'coalesce', source: 'internal', limit: { name: 'coalesce_wait', ms: ctx.config.cache.coalesce_wait }, elapsedMs: ex.elapsedMs() });
+      ex.error = err;
+      if (usableOnError(l.object, now)) return deliverStale(ctx, ex, l.object, now, `stale-if-error; error=${err.type}`);
+      return synthError(ctx, ex, err);
+    }
+  }
+}
+
+/** Grace: one background fetch refreshes a stale object while clients get the stale copy at once. */
+function refreshInBackground(ctx: ProxyContext, ex: Exchange, r: Route, primary: string, stale: NonNullable<ForwardPlan['stale']>): void {
+  if (ctx.coalescer.get(primary)) return; // a refresh is already running
+  const flight = ctx.coalescer.lead(primary);
+  ctx.background++;
+  forward(ctx, { pool: r.pool, primary, stale, flight, fwd: 'stale', client: null, source: ex, body: null })
+    .catch(() => undefined)
+    .finally(() => {
+      ctx.background--;
+      flight.settle({ kind: 'uncacheable' });
+    });
+}
+
+/** RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI and Location/Content-Location. */
+function invalidateAfterUnsafe(ctx: ProxyContext, ex: Exchange): void {
+  const status = ex.res.statusCode;
+  if (status < 200 || status >= 400 || ex.served !== 'origin') return;
+  ctx.store.removeAll(primaryKey(ex.host, ex.target));
+  for (const name of ['location', 'content-location']) {
+    const v = ex.originHeaders?.[name];
+    if (typeof v !== 'string') continue;
+    try {
+      const u = new URL(v, `http://${ex.host}${ex.target}`);
+      if (u.host.toLowerCase() === ex.host.toLowerCase()) ctx.store.removeAll(primaryKey(ex.host, u.pathname + u.search));
+    } catch {
+      // not a URI: nothing to invalidate
+    }
+  }
+}

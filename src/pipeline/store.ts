@@ -1,0 +1,122 @@
+// Store: copying a streamed origin body into a cache object (bounded by the largest storable size), and
+// freshening a stored object from a 304 (RFC 9111 §4.3.4).
+import { parseVary, varyKey } from '../cache/key.ts';
+import type { CachedObject } from '../cache/object.ts';
+import { decideStorage, type Headers, type StoreDecision } from '../cache/storable.ts';
+import type { ProxyContext } from './context.ts';
+import { responseHeaderList } from './headers.ts';
+
+/** Recomputed on every delivery, so never stored. */
+const NOT_STORED = new Set(['age', 'content-length', 'x-request-id', 'cache-status', 'proxy-status', 'date-received']);
+
+/** Collects body chunks up to a cap; past it the copy is dropped and `add` returns false. */
+export class BodyCollector {
+  readonly maxBytes: number;
+  #chunks: Buffer[] = [];
+  #size = 0;
+  #overflow = false;
+
+  constructor(maxBytes: number) {
+    this.maxBytes = maxBytes;
+  }
+
+  add(chunk: Buffer): boolean {
+    if (this.#overflow) return false;
+    this.#size += chunk.length;
+    if (this.#size > this.maxBytes) {
+      this.#overflow = true;
+      this.#chunks = [];
+      return false;
+    }
+    this.#chunks.push(chunk);
+    return true;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  body(): Buffer {
+    return this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#size);
+  }
+}
+
+export function storageDecision(ctx: ProxyContext, reqHeaders: Headers, status: number, headers: Headers, requestTimeMs: number, responseTimeMs: number): StoreDecision {
+  const d = decideStorage('GET', reqHeaders, { status, headers, requestTimeMs, responseTimeMs }, ctx.policy);
+  if (d.store) {
+    const len = Number(headers['content-length']);
+    if (Number.isFinite(len) && len > ctx.maxObjectBytes) return { store: false, reason: 'too-large' };
+  }
+  return d;
+}
+
+export type ObjectInput = {
+  primary: string;
+  reqHeaders: Headers;
+  status: number;
+  statusMessage: string;
+  headers: Headers;
+  body: Buffer;
+  decision: Extract<StoreDecision, { store: true }>;
+  requestTimeMs: number;
+  responseTimeMs: number;
+};
+
+export function buildObject(ctx: ProxyContext, i: ObjectInput): CachedObject {
+  const vary = parseVary(i.headers['vary']);
+  const fields = vary === '*' ? [] : vary;
+  const rawHeaders = responseHeaderList(i.headers, ctx.via, NOT_STORED);
+  const viaIndex = rawHeaders.lastIndexOf('via');
+  const etag = i.headers['etag'];
+  const lastModified = i.headers['last-modified'];
+  const f = i.decision.freshness;
+  let headerBytes = 0;
+  for (const s of rawHeaders) headerBytes += s.length + 2;
+  return {
+    primary: i.primary,
+    key: fields.length ? i.primary + varyKey(fields, i.reqHeaders) : i.primary,
+    status: i.status,
+    statusMessage: i.statusMessage,
+    headers: i.headers,
+    rawHeaders,
+    via: rawHeaders[viaIndex + 1]!,
+    body: i.body,
+    // bookkeeping overhead per object, so a flood of tiny objects still respects the memory bound
+    size: i.body.length + headerBytes + 512,
+    requestTimeMs: i.requestTimeMs,
+    responseTimeMs: i.responseTimeMs,
+    expiresAt: i.responseTimeMs + f.lifetime.ms - f.initialAgeMs,
+    freshness: f,
+    varyFields: fields,
+    etag: typeof etag === 'string' ? etag : undefined,
+    lastModified: typeof lastModified === 'string' ? lastModified : undefined,
+    invalidated: false,
+  };
+}
+
+/**
+ * §4.3.4: a 304 freshens the stored object: its header fields replace the stored ones (except framing),
+ * and freshness is recomputed. Returns undefined when the 304 does not match the object's validator.
+ */
+export function freshenObject(ctx: ProxyContext, o: CachedObject, reqHeaders: Headers, notModified: Headers, requestTimeMs: number, responseTimeMs: number): CachedObject | undefined {
+  const etag = notModified['etag'];
+  if (typeof etag === 'string' && o.etag !== undefined && etag.replace(/^W\//, '') !== o.etag.replace(/^W\//, '')) return undefined;
+  const merged: Headers = { ...o.headers };
+  for (const [k, v] of Object.entries(notModified)) {
+    if (k === 'content-length' || k === 'content-encoding' || k === 'transfer-encoding' || k === 'content-range') continue;
+    merged[k] = v;
+  }
+  const decision = decideStorage('GET', reqHeaders, { status: o.status, headers: merged, requestTimeMs, responseTimeMs }, ctx.policy);
+  if (!decision.store) return undefined;
+  return buildObject(ctx, {
+    primary: o.primary,
+    reqHeaders,
+    status: o.status,
+    statusMessage: o.statusMessage,
+    headers: merged,
+    body: o.body,
+    decision,
+    requestTimeMs,
+    responseTimeMs,
+  });
+}

@@ -1,0 +1,99 @@
+// Per-request state: id, timings, cache status, attempts, the failure if any. Created by the listener,
+// filled by the pipeline steps, read once by the access log when the response is done.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { Attempt, ProxyError } from '../errors.ts';
+
+/** RFC 9211 forward reasons. */
+export type FwdReason = 'uri-miss' | 'vary-miss' | 'stale' | 'bypass' | 'method' | 'request' | 'miss';
+
+/** What the client got, in one word: a closed union used by the log and the metrics. */
+export type Served =
+  | 'hit' // fresh from cache
+  | 'stale' // stale from cache (grace, stale-while-revalidate, stale-if-error)
+  | 'origin' // fetched now (miss, pass, revalidation)
+  | 'collapsed' // waited on another request's fetch
+  | 'synth' // explained error made by Lacquer
+  | 'refused'; // rejected at receive (4xx)
+
+export type CacheFacts = {
+  hit: boolean;
+  fwd?: FwdReason;
+  fwdStatus?: number;
+  ttl?: number;
+  stored?: boolean;
+  collapsed?: boolean;
+  detail?: string;
+};
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export class Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly id: string;
+  readonly startedAt = Date.now();
+  readonly start = performance.now();
+  method: string;
+  /** path and query (origin-form) */
+  target: string;
+  host: string;
+  served: Served = 'origin';
+  cache: CacheFacts = { hit: false };
+  attempts: Attempt[] = [];
+  error: ProxyError | undefined;
+  /** Backend that answered (or failed last). */
+  backend: string | undefined;
+  /** How stale the served object was, ms past expiry. */
+  staleMs: number | undefined;
+  ttfbMs: number | undefined;
+  proxyStatus: string | undefined;
+  /** Set when the client connection closed before the response finished. */
+  clientGone = false;
+  traceparent: string | undefined;
+  /** Headers of the origin response that was passed through (for §4.4 invalidation). */
+  originHeaders: Record<string, string | string[] | undefined> | undefined;
+
+  /** Body bytes sent to the client. */
+  bytesOut = 0;
+  /** Set when the request body went over limits.request_body_size. */
+  bodyTooLarge = false;
+  #goneListeners: (() => void)[] | undefined;
+
+  constructor(req: IncomingMessage, res: ServerResponse) {
+    this.req = req;
+    this.res = res;
+    const incoming = req.headers['x-request-id'];
+    this.id = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    this.method = req.method ?? 'GET';
+    this.target = req.url ?? '/';
+    this.host = req.headers.host ?? '';
+  }
+
+  /** Runs `cb` once if the client leaves before its response is finished; returns an unsubscribe. */
+  onGone(cb: () => void): () => void {
+    if (this.clientGone) {
+      queueMicrotask(cb);
+      return () => undefined;
+    }
+    (this.#goneListeners ??= []).push(cb);
+    return () => {
+      const l = this.#goneListeners;
+      const i = l ? l.indexOf(cb) : -1;
+      if (i >= 0) l!.splice(i, 1);
+    };
+  }
+
+  /** Called by the listener when the connection closed before the response finished. */
+  markGone(): void {
+    if (this.clientGone) return;
+    this.clientGone = true;
+    const l = this.#goneListeners;
+    this.#goneListeners = undefined;
+    if (l) for (const cb of l) cb();
+  }
+
+  elapsedMs(): number {
+    return performance.now() - this.start;
+  }
+}

@@ -3,6 +3,7 @@
 import type { Config } from '../config/schema.ts';
 import { resolveTimeouts } from '../config/load.ts';
 import { Backend } from './backend.ts';
+import type { PoolSnapshot } from './state.ts';
 
 export class BackendPool {
   readonly name: string;
@@ -37,6 +38,37 @@ export class BackendPool {
   /** Health context for a failure report: healthy count n/m. */
   healthSummary(): { healthy: number; total: number } {
     return { healthy: this.backends.length, total: this.backends.length };
+  }
+
+  /** State of every backend, for the admin plane and metrics. (Health, probes and ejection: the pools issue.) */
+  snapshot(): PoolSnapshot {
+    return {
+      name: this.name,
+      director: 'round_robin',
+      healthy: this.backends.length,
+      total: this.backends.length,
+      panic: false,
+      backends: this.backends.map((b) => ({
+        pool: this.name,
+        name: b.name,
+        url: b.origin,
+        zone: b.zone,
+        weight: b.weight,
+        state: 'healthy',
+        override: 'auto',
+        probeWindow: '',
+        lastProbeError: undefined,
+        inflight: b.inflight,
+        maxConnections: b.maxConnections ?? null,
+        queueLength: 0,
+        ejections: 0,
+        ttfbP50: undefined,
+        ttfbP99: undefined,
+        firstByteTimeout: b.timeouts.first_byte,
+        errorsByClass: {},
+        requests: b.counters.requests,
+      })),
+    };
   }
 
   async close(): Promise<void> {

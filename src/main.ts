@@ -4,6 +4,7 @@ import type { Config } from './config/schema.ts';
 import { createContext, type ProxyContext } from './pipeline/context.ts';
 import { AccessLog } from './observe/access-log.ts';
 import { startListener, type Listener } from './server/listener.ts';
+import { Snapshots } from './cache/snapshots.ts';
 
 export type Proxy = {
   ctx: ProxyContext;
@@ -30,7 +31,12 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     const h = ctx.pool.healthSummary();
     return { pool: ctx.pool.name, state: 'healthy', healthy: `${h.healthy}/${h.total}`, inflight: b.inflight, max: b.maxConnections ?? null };
   };
+  const persist = config.cache.persist;
+  const snapshots = persist ? new Snapshots(ctx.store, persist.path, log.logger) : undefined;
+  await snapshots?.load();
   const listener = await startListener(() => ctx, opts.listen ?? config.listen);
+  ctx.invalidator.startLurker();
+  snapshots?.start(persist!.interval);
   let stopping: Promise<void> | undefined;
   return {
     ctx,
@@ -41,6 +47,8 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
         await listener.close(config.proxy.drain_timeout);
         const deadline = Date.now() + 1000;
         while (ctx.background > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        ctx.invalidator.stop();
+        await snapshots?.stop();
         ctx.pool.destroy();
         log.flush();
       })();

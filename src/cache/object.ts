@@ -24,8 +24,12 @@ export type CachedObject = {
   varyFields: readonly string[];
   etag: string | undefined;
   lastModified: string | undefined;
-  /** Set by a soft purge or a ban: treat as expired from this moment. */
+  /** Set by a soft purge or a soft ban: treat as expired from this moment. */
   invalidated: boolean;
+  /** Epoch ms when this copy entered the store; bans apply to objects stored before them. */
+  storedAt: number;
+  /** Surrogate keys from the origin's Surrogate-Key / Cache-Tag headers, for purge by tag. */
+  tags: readonly string[];
 };
 
 /** Where an object stands at a moment; a closed union (STYLE habit 3). */
@@ -41,13 +45,19 @@ export type ObjectState =
 
 export function objectState(o: CachedObject, now: number): ObjectState {
   const f = o.freshness;
-  const expiresAt = o.invalidated ? Math.min(o.expiresAt, now) : o.expiresAt;
+  const expiresAt = o.expiresAt;
   if (now < expiresAt && !f.alwaysRevalidate) return 'fresh';
   if (f.noStaleServe) return 'keep';
   const past = now - expiresAt;
   if (past < f.swrMs) return 'stale-revalidate';
   if (past < f.sieMs) return 'stale-if-error';
   return 'keep';
+}
+
+/** Soft purge / soft ban: the object expires now, so stale windows (grace, stale-if-error) still apply. */
+export function markStale(o: CachedObject, now: number): void {
+  o.invalidated = true;
+  if (o.expiresAt > now) o.expiresAt = now;
 }
 
 /** Current age in whole seconds (RFC 9111 §4.2.3), for the Age header. */

@@ -19,6 +19,14 @@ export interface Store {
   put(object: CachedObject, now: number): boolean;
   /** Removes every variant of a URI; returns how many objects were removed. */
   removeAll(primary: string): number;
+  /** Removes one object by its full key. */
+  delete(key: string): boolean;
+  /** Reads one object by its full key without touching its recency. */
+  peek(key: string): CachedObject | undefined;
+  /** Removes everything; returns how many objects were removed. */
+  clear(): number;
+  /** Every stored object, most recently used first (for purges, the ban lurker and snapshots). */
+  entries(): IterableIterator<[string, CachedObject]>;
   stats(): StoreStats;
 }
 
@@ -82,6 +90,26 @@ export class MemoryStore implements Store {
     this.#variants.delete(primary);
     this.#varySpec.delete(primary);
     return n;
+  }
+
+  delete(key: string): boolean {
+    return this.#lru.delete(key);
+  }
+
+  peek(key: string): CachedObject | undefined {
+    return this.#lru.peek(key);
+  }
+
+  clear(): number {
+    const n = this.#lru.size;
+    this.#lru.clear();
+    this.#variants.clear();
+    this.#varySpec.clear();
+    return n;
+  }
+
+  entries(): IterableIterator<[string, CachedObject]> {
+    return this.#lru.entries() as IterableIterator<[string, CachedObject]>;
   }
 
   stats(): StoreStats {

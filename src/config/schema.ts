@@ -3,6 +3,7 @@
 // Values are validated once at load into a frozen object: durations in milliseconds, sizes in bytes.
 import { z } from 'zod';
 import { DURATION_HINT, SIZE_HINT, parseDuration, parseSize } from './units.ts';
+import { parseCondition, SIGNALS, type Condition } from '../observe/alert-conditions.ts';
 
 /** A duration setting: `250ms`, `3.5s`, `10m`, `1d`; stored as milliseconds. */
 function duration(def: string, doc: string) {
@@ -145,6 +146,17 @@ const Cache = z.strictObject({
       description: 'Honour request `Cache-Control` (no-cache, max-age, ...) from clients. Off so a client cannot force origin traffic.',
       default: false,
     }),
+  tag_headers: z
+    .array(z.string().regex(/^[a-z0-9-]+$/, 'a lowercase header name'))
+    .default(['surrogate-key', 'cache-tag'])
+    .meta({ description: 'Response headers whose values tag an object for purge by tag (space- or comma-separated).', default: ['surrogate-key', 'cache-tag'] }),
+  persist: z
+    .strictObject({
+      path: z.string().min(1).meta({ description: 'Snapshot file. Written to a temp file and renamed over it; checksummed.' }),
+      interval: duration('5m', 'How often the snapshot is written while running (it is also written on graceful shutdown). 0 = only on shutdown.'),
+    })
+    .optional()
+    .meta({ description: 'Warm restart: write the cache to disk and load what is still within `keep` on start, so a restart sends no stampede of misses to the origin. Off by default.' }),
   coalesce_wait: duration(
     '65s',
     'How long a request waits for an identical in-flight origin fetch before giving up (`http_response_timeout`). Should exceed `first_byte`.',
@@ -192,6 +204,88 @@ const Proxy = z.strictObject({
   drain_timeout: duration('10s', 'On SIGTERM/SIGINT: how long in-flight requests may take to finish before the process exits.'),
 });
 
+/** Loopback listen hosts: the admin plane may stay open (read-only) without a token only there. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+const Admin = z
+  .strictObject({
+    enabled: z.boolean().default(true).meta({ description: 'Run the admin listener (API, `/metrics`, dashboard).', default: true }),
+    listen: listenAddress('127.0.0.1:6082', 'Address of the admin listener; never the public port. A non-loopback address requires `token`.'),
+    token: z
+      .string()
+      .min(16, 'a token of at least 16 characters')
+      .optional()
+      .meta({
+        description:
+          'Bearer token for the admin plane (use `${ENV_VAR}`). When set, or when `listen` is not loopback, every API call needs `Authorization: Bearer <token>`; write calls (health overrides) always need it. Default: none.',
+      }),
+  })
+  .superRefine((a, ctx) => {
+    const host = a.listen.slice(0, a.listen.lastIndexOf(':'));
+    if (a.enabled && !a.token && !isLoopbackHost(host)) {
+      ctx.addIssue({ code: 'custom', path: ['token'], message: `a token (admin.listen ${a.listen} is not loopback: refusing to expose the admin plane without one)` });
+    }
+  });
+
+const Webhook = z.strictObject({
+  url: z
+    .string()
+    .refine((s) => URL.canParse(s) && /^https?:$/.test(new URL(s).protocol), 'an http(s) URL')
+    .meta({ description: 'Where alert notifications are POSTed.' }),
+  format: z
+    .enum(['json', 'slack'])
+    .default('json')
+    .meta({ description: '`json`: rule, state, value, threshold, since, summary, top failure classes; `slack`: Slack-compatible `{text}`.', default: 'json' }),
+  headers: z.record(z.string(), z.string()).optional().meta({ description: 'Extra request headers, e.g. an authorization for the receiver.' }),
+});
+
+const AlertRule = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a name of 1-64 letters, digits, `_`, `.` or `-`')
+    .meta({ description: 'Rule name, in notifications, `/api/alerts` and the `lacquer_alert_firing` metric.' }),
+  when: z
+    .string()
+    .transform((s, ctx): Condition => {
+      const c = parseCondition(s);
+      if ('problem' in c) {
+        ctx.addIssue({ code: 'custom', message: c.problem });
+        return z.NEVER;
+      }
+      return c;
+    })
+    .meta({ description: `Condition: a signal and a threshold (\`error_rate > 1%\`, \`backend_ttfb_p99 > 2s\`) or a yes/no signal (\`backend_unhealthy\`). Signals: ${Object.keys(SIGNALS).join(', ')}.` }),
+  for: duration('0s', 'How long the condition must hold before the alert fires.'),
+  clear_for: optionalDuration('How long the condition must stay false before the alert resolves (hysteresis). Default: the rule’s `for`, at least two evaluation intervals.'),
+  window: optionalDuration('Window over which rates, ratios and percentiles are computed for this rule. Default: `alerts.window`.'),
+});
+
+const Alerts = z.strictObject({
+  interval: duration('5s', 'How often the rules are evaluated, in-process.'),
+  window: duration('1m', 'Default window for rates, ratios and percentiles (at most 15m, the history kept).'),
+  min_interval: duration('1m', 'Least time between a rule resolving and firing again, so a flapping condition does not spam the receivers.'),
+  webhooks: z.array(Webhook).default([]).meta({ description: 'Receivers of every notification (firing and resolved).', default: [] }),
+  rules: z.array(AlertRule).default([]).meta({ description: 'Alert rules, evaluated every `interval`.', default: [] }),
+  delivery_timeout: duration('5s', 'Timeout of one webhook delivery attempt.'),
+  delivery_retries: z
+    .number()
+    .int()
+    .min(0)
+    .max(20)
+    .default(5)
+    .meta({ description: 'Retries of a failed delivery, with exponential backoff; then it is logged as failed and dropped.', default: 5 }),
+  delivery_backoff: duration('1s', 'Wait before the first retry of a failed delivery; doubled on every further retry (capped at 5m).'),
+}).superRefine((a, ctx) => {
+  const seen = new Set<string>();
+  a.rules.forEach((r, i) => {
+    if (seen.has(r.name)) ctx.addIssue({ code: 'custom', path: ['rules', i, 'name'], message: 'a name not used by another rule' });
+    seen.add(r.name);
+  });
+});
+
 export const ConfigSchema = z.strictObject({
   listen: listenAddress('127.0.0.1:6081', 'Address of the client-facing HTTP listener.'),
   cache: Cache.prefault({}).meta({ description: 'The in-memory HTTP cache (RFC 9111 shared cache).' }),
@@ -204,6 +298,8 @@ export const ConfigSchema = z.strictObject({
   errors: Errors.prefault({}),
   log: Log.prefault({}),
   proxy: Proxy.prefault({}),
+  admin: Admin.prefault({}).meta({ description: 'The admin plane: health endpoints, JSON API, Prometheus `/metrics` and the live dashboard.' }),
+  alerts: Alerts.prefault({}).meta({ description: 'Alert rules evaluated in-process, notified to webhooks.' }),
 }).superRefine((cfg, ctx) => {
   const seen = new Set<string>();
   cfg.backends.forEach((b, i) => {

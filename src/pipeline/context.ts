@@ -6,6 +6,7 @@ import { MemoryStore, type Store } from '../cache/store.ts';
 import type { StoragePolicy } from '../cache/storable.ts';
 import { BackendPool } from '../upstream/pool.ts';
 import { Coalescer } from './coalesce.ts';
+import { Invalidator } from '../cache/invalidate.ts';
 import type { AccessLog } from '../observe/access-log.ts';
 
 export type ProxyStats = {
@@ -25,6 +26,8 @@ export type ProxyContext = {
   readonly pool: BackendPool;
   readonly store: Store;
   readonly coalescer: Coalescer;
+  /** Purges, bans and tags (applied lazily at lookup and by the ban lurker). */
+  readonly invalidator: Invalidator;
   /**
    * Hit-for-miss marks (Varnish): a URI whose last answer was not storable is fetched without
    * coalescing for a while, so uncacheable pages are not serialised behind one another.
@@ -43,13 +46,15 @@ const PASS_MARK_TTL_MS = 120_000;
 
 export function createContext(config: Config, log: AccessLog, store?: Store, pool?: BackendPool): ProxyContext {
   const c = config.cache;
+  const theStore = store ?? new MemoryStore(c.memory);
   return {
     config,
     name: config.proxy.name,
     via: `1.1 ${config.proxy.name}`,
     pool: pool ?? BackendPool.fromConfig(config),
-    store: store ?? new MemoryStore(c.memory),
+    store: theStore,
     coalescer: new Coalescer(),
+    invalidator: new Invalidator(theStore),
     passMarks: new LRUCache<string, true>({ max: 10_000, ttl: PASS_MARK_TTL_MS }),
     policy: {
       defaultTtlMs: c.default_ttl,

@@ -18,6 +18,8 @@ export function lookup(ctx: ProxyContext, ex: Exchange, now: number): LookupOutc
   const found = ctx.store.lookup(primary, ex.req.headers as Headers);
   if (found.kind !== 'found') return { kind: 'miss', primary, fwd: found.kind, passMarked };
   const object = found.object;
+  // Bans issued after this object was stored (lazy, like Varnish): a hard ban removes it, a soft one marks it stale.
+  if (ctx.invalidator.apply(object.key, object)) return { kind: 'miss', primary, fwd: 'uri-miss', passMarked };
   let state = objectState(object, now);
   if (ctx.config.cache.honor_client_cache_control && (state === 'fresh' || state === 'stale-revalidate')) {
     // RFC 9111 §5.2.1: request no-cache / max-age=0 ask for validation; only when the operator allows it.

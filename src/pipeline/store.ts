@@ -2,6 +2,7 @@
 // freshening a stored object from a 304 (RFC 9111 §4.3.4).
 import { parseVary, varyKey } from '../cache/key.ts';
 import type { CachedObject } from '../cache/object.ts';
+import { parseTags } from '../cache/invalidate.ts';
 import { decideStorage, type Headers, type StoreDecision } from '../cache/storable.ts';
 import type { ProxyContext } from './context.ts';
 import { responseHeaderList } from './headers.ts';
@@ -91,6 +92,8 @@ export function buildObject(ctx: ProxyContext, i: ObjectInput): CachedObject {
     etag: typeof etag === 'string' ? etag : undefined,
     lastModified: typeof lastModified === 'string' ? lastModified : undefined,
     invalidated: false,
+    storedAt: Date.now(),
+    tags: parseTags(i.headers, ctx.config.cache.tag_headers),
   };
 }
 

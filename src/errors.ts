@@ -2,6 +2,7 @@
 // carrying its RFC 9209 class (../shared/FAILURES.md), phase, source, raw code, backend and timings.
 // One function (classifyFetchError) maps Node/undici errors to a class by `code`, never by message text;
 // one function (pipeline/synth.ts) turns a ProxyError into a response.
+import { formatSize } from './config/units.ts';
 
 /** RFC 9209 error types Lacquer reports, as named in FAILURES.md. */
 export const ERROR_TYPES = [
@@ -103,6 +104,8 @@ export type ProxyErrorInit = {
   address?: string;
   reused?: boolean;
   limit?: { name: string; ms: number };
+  /** A size limit that tripped, e.g. limits.response_header_size. */
+  sizeLimit?: { name: string; bytes: number };
   elapsedMs?: number;
   bytesSent?: number;
   bytesReceived?: number;
@@ -121,6 +124,7 @@ export class ProxyError extends Error {
   readonly address: string | undefined;
   readonly reused: boolean | undefined;
   readonly limit: { name: string; ms: number } | undefined;
+  readonly sizeLimit: { name: string; bytes: number } | undefined;
   readonly elapsedMs: number | undefined;
   readonly bytesSent: number | undefined;
   readonly bytesReceived: number | undefined;
@@ -139,6 +143,7 @@ export class ProxyError extends Error {
     this.address = init.address;
     this.reused = init.reused;
     this.limit = init.limit;
+    this.sizeLimit = init.sizeLimit;
     this.elapsedMs = init.elapsedMs;
     this.bytesSent = init.bytesSent;
     this.bytesReceived = init.bytesReceived;
@@ -155,8 +160,9 @@ export class ProxyError extends Error {
   get details(): string {
     const parts: string[] = [];
     if (this.limit) parts.push(`${this.limit.name}=${seconds(this.limit.ms)}`);
+    if (this.sizeLimit) parts.push(`${this.sizeLimit.name}=${formatSize(this.sizeLimit.bytes)}`);
     if (this.elapsedMs !== undefined) parts.push(`elapsed=${seconds(this.elapsedMs)}`);
-    if (!this.limit && this.code !== this.type) parts.push(this.code);
+    if (!this.limit && !this.sizeLimit && this.code !== this.type) parts.push(this.code);
     return parts.join(' ');
   }
 
@@ -178,6 +184,12 @@ export type FetchErrorContext = {
   bytesReceived: number;
   /** Whether the request (head and body) had been handed to the socket completely. */
   requestSent: boolean;
+  /** Whether the request went out on a socket that had carried an earlier request, when known (upstream/socket-reuse.ts). */
+  reused?: boolean;
+  /** The client's request body stream failed (too large, or the client went away mid-upload). */
+  bodyFailed?: boolean;
+  /** limits.response_header_size, named in the report when the origin's head is over it. */
+  responseHeaderSize?: number;
 };
 
 type NodeishError = Error & { code?: string; errno?: number; syscall?: string; address?: string; port?: number; socket?: { bytesRead?: number; remoteAddress?: string; remotePort?: number } };
@@ -199,7 +211,8 @@ const TLS_CERT_CODES = new Set([
 export function classifyFetchError(raw: unknown, ctx: FetchErrorContext): ProxyError {
   if (raw instanceof ProxyError) return raw;
   const err = (raw instanceof Error ? raw : new Error(String(raw))) as NodeishError;
-  const code = err.code ?? (err.name === 'AbortError' ? 'ABORT_ERR' : 'UNKNOWN');
+  // undici's HTTPParserError leaves `code` unset for some llhttp errors; its name still says what it is.
+  const code = err.code ?? (err.name === 'AbortError' ? 'ABORT_ERR' : err.name === 'HTTPParserError' ? 'HTTPParserError' : 'UNKNOWN');
   const base = {
     code,
     backend: ctx.backend,
@@ -210,8 +223,12 @@ export function classifyFetchError(raw: unknown, ctx: FetchErrorContext): ProxyE
     cause: err,
   };
   // A socket that already read bytes before this request was a reused keep-alive connection.
-  const reused = err.socket?.bytesRead !== undefined ? err.socket.bytesRead > 0 && !ctx.headersReceived : undefined;
+  const reused =
+    ctx.reused !== undefined ? ctx.reused && !ctx.headersReceived : err.socket?.bytesRead !== undefined ? err.socket.bytesRead > 0 && !ctx.headersReceived : undefined;
   const after = ctx.headersReceived;
+  // FAILURES.md http_request_error: a request body that could not be read is the client's failure
+  // (Varnish "req.body read error"), never retried and never counted against the backend.
+  if (ctx.bodyFailed && !after) return new ProxyError({ ...base, type: 'http_request_error', phase: 'send', source: 'downstream' });
   switch (code) {
     case 'ENOTFOUND':
       return new ProxyError({ ...base, type: 'dns_error', phase: 'dns' });
@@ -230,7 +247,12 @@ export function classifyFetchError(raw: unknown, ctx: FetchErrorContext): ProxyE
       return new ProxyError({ ...base, type: 'connection_read_timeout', phase: 'body', limit: { name: 'between_bytes_timeout', ms: ctx.timeouts.between_bytes } });
     case 'UND_ERR_HEADERS_OVERFLOW':
     case 'HPE_HEADER_OVERFLOW':
-      return new ProxyError({ ...base, type: 'http_response_header_section_size', phase: 'wait_headers' });
+      return new ProxyError({
+        ...base,
+        type: 'http_response_header_section_size',
+        phase: 'wait_headers',
+        sizeLimit: ctx.responseHeaderSize === undefined ? undefined : { name: 'response_header_size', bytes: ctx.responseHeaderSize },
+      });
     case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
       return new ProxyError({ ...base, type: 'http_response_incomplete', phase: 'body' });
     case 'EMFILE':

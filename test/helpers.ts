@@ -45,7 +45,9 @@ export async function startHarness(
 ): Promise<Harness> {
   const origins = await Promise.all((opts.origins ?? [{}]).map((o) => startOrigin(o)));
   const backends = origins.map((o, i) => ({ name: `app${i + 1}`, url: o.url, ...(opts.backendExtra?.[i] ?? {}) }));
-  const config = validateConfig({ listen: '127.0.0.1:0', backends, ...opts.config });
+  // The admin listener defaults to 127.0.0.1:6082; tests bind it to an ephemeral port unless they choose one.
+  const admin = { listen: '127.0.0.1:0', ...(opts.config?.admin as Record<string, unknown> | undefined) };
+  const config = validateConfig({ listen: '127.0.0.1:0', backends, ...opts.config, admin });
   const log = new LogCapture();
   const proxy = await startProxy(config, { logDestination: log });
   const agent = new Agent({ keepAliveTimeout: 1000 });

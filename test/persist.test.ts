@@ -22,7 +22,7 @@ afterEach(async () => {
 });
 
 async function start(file: string, log = new LogCapture()) {
-  const config = validateConfig({ listen: '127.0.0.1:0', backends: [{ name: 'app1', url: origin!.url }], cache: { persist: { path: file, interval: 0 } } });
+  const config = validateConfig({ listen: '127.0.0.1:0', admin: { enabled: false }, backends: [{ name: 'app1', url: origin!.url }], cache: { persist: { path: file, interval: 0 } } });
   proxy = await startProxy(config, { logDestination: log });
   return log;
 }

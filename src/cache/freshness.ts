@@ -55,12 +55,45 @@ export function correctedInitialAge(a: AgeInput): number {
   return Math.max(apparentAge, correctedAgeValue);
 }
 
+const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+const IMF_FIXDATE = /^[a-z]{3}, (\d{1,2}) ([a-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) gmt$/i;
+const RFC850_DATE = /^[a-z]{6,9}, (\d{2})-([a-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) gmt$/i;
+const ASCTIME_DATE = /^[a-z]{3} ([a-z]{3}) ( \d|\d{1,2}) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/i;
+
+/**
+ * HTTP-date (RFC 9110 §5.6.7): IMF-fixdate, or the obsolete RFC 850 and asctime forms, always UTC.
+ * Hand-written because Date.parse is far too lenient for §5.3: it reads `Expires: 0` as the year 2000 and
+ * `Expires: 3600` (delta-seconds sent by mistake) as the year 3600 — fresh for centuries — where the
+ * RFC says an invalid date means "already expired". Returns epoch ms, or undefined when invalid.
+ */
 export function parseHttpDate(v: string | string[] | undefined): number | undefined {
   if (v === undefined) return undefined;
-  const s = Array.isArray(v) ? v[0] : v;
+  const s = (Array.isArray(v) ? v[0] : v)?.trim();
   if (!s) return undefined;
-  const t = Date.parse(s);
-  return Number.isNaN(t) ? undefined : t;
+  let m = IMF_FIXDATE.exec(s);
+  if (m) return utc(Number(m[3]), m[2]!, Number(m[1]), m[4]!, m[5]!, m[6]!);
+  m = RFC850_DATE.exec(s);
+  if (m) {
+    // §5.6.7: a two-digit year more than 50 years in the future is the most recent past year with those digits.
+    const thisYear = new Date().getUTCFullYear();
+    let year = thisYear - (thisYear % 100) + Number(m[3]);
+    if (year > thisYear + 50) year -= 100;
+    return utc(year, m[2]!, Number(m[1]), m[4]!, m[5]!, m[6]!);
+  }
+  m = ASCTIME_DATE.exec(s);
+  if (m) return utc(Number(m[6]), m[1]!, Number(m[2]!.trim()), m[3]!, m[4]!, m[5]!);
+  return undefined;
+}
+
+function utc(year: number, month: string, day: number, h: string, mi: string, sec: string): number | undefined {
+  const mon = MONTHS.indexOf(month.toLowerCase());
+  const hh = Number(h);
+  const mm = Number(mi);
+  const ss = Number(sec);
+  if (mon < 0 || day < 1 || hh > 23 || mm > 59 || ss > 60) return undefined;
+  const t = Date.UTC(year, mon, day, hh, mm, Math.min(ss, 59));
+  // Rejects 31 Feb and the like instead of rolling over into the next month.
+  return new Date(t).getUTCDate() === day ? t : undefined;
 }
 
 /** Age header value in seconds (§5.1): a non-negative integer; anything else is ignored. */

@@ -7,7 +7,8 @@ import type { Store } from './store.ts';
 
 export type PurgeMode = 'hard' | 'soft';
 
-export type BanSpec = { kind: 'prefix'; value: string } | { kind: 'regex'; value: string };
+/** prefix: of host + path; path-prefix: of the path on any host; regex: over host + path + query. */
+export type BanSpec = { kind: 'prefix'; value: string } | { kind: 'path-prefix'; value: string } | { kind: 'regex'; value: string };
 
 type Ban = { id: number; spec: BanSpec; test: (primary: string) => boolean; mode: PurgeMode; createdAt: number };
 
@@ -46,7 +47,12 @@ export class Invalidator {
 
   /** Adds a ban; returns how many stored objects it matches now. Throws on an invalid regular expression. */
   ban(spec: BanSpec, mode: PurgeMode, now = Date.now()): number {
-    const test = spec.kind === 'prefix' ? (p: string) => p.startsWith(spec.value) : regexTest(spec.value);
+    const test =
+      spec.kind === 'prefix'
+        ? (p: string) => p.startsWith(spec.value)
+        : spec.kind === 'path-prefix'
+          ? (p: string) => p.startsWith(spec.value, p.indexOf('/'))
+          : regexTest(spec.value);
     const ban: Ban = { id: this.#nextId++, spec, test, mode, createdAt: now };
     this.#bans.push(ban);
     if (this.#bans.length > MAX_BANS) this.#bans.shift();

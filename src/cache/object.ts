@@ -67,7 +67,9 @@ export function ageSeconds(o: CachedObject, now: number): number {
 
 /** Remaining freshness in seconds; negative when stale (RFC 9211 `ttl`). */
 export function ttlSeconds(o: CachedObject, now: number): number {
-  return Math.round((o.expiresAt - now) / 1000);
+  const ms = o.expiresAt - now;
+  // Rounding 0.3 s past expiry would say `ttl=0`, which reads as fresh: a stale object is at least -1.
+  return ms > 0 ? Math.round(ms / 1000) : Math.min(-1, Math.round(ms / 1000));
 }
 
 /** How long the store must keep the object at all, from now. */

@@ -19,6 +19,10 @@ export function evaluateRange(method: string, req: Headers, o: CachedObject): Ra
       const d = parseHttpDate(ifRange);
       const lm = parseHttpDate(o.lastModified);
       if (d === undefined || lm === undefined || d !== lm) return { kind: 'full' };
+      // A date is only a strong validator when the response was sent at least a second after it (§8.8.2.2):
+      // otherwise two versions within that second share it, and a range could splice them.
+      const sent = parseHttpDate(o.headers['date']);
+      if (sent === undefined || sent - lm < 1000) return { kind: 'full' };
     }
   }
   const m = /^bytes=\s*(\d*)-(\d*)\s*$/i.exec(range);

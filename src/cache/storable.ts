@@ -1,6 +1,6 @@
 // May this response be stored, and for how long may it be reused? (RFC 9111 §3, §3.5, §4.2, §5.2; RFC 9213; RFC 5861)
 import { parseCacheControl, type Directives } from './cache-control.ts';
-import { correctedInitialAge, freshnessLifetime, parseAge, parseHttpDate, type Lifetime } from './freshness.ts';
+import { correctedInitialAge, freshnessLifetime, HEURISTIC_STATUSES, parseAge, parseHttpDate, type Lifetime } from './freshness.ts';
 import { parseVary } from './key.ts';
 
 export type Headers = Record<string, string | string[] | undefined>;
@@ -39,7 +39,7 @@ export type Freshness = {
   sieMs: number;
   /** Kept this long past the stale windows, only to revalidate with validators. */
   keepMs: number;
-  /** must-revalidate / proxy-revalidate / s-maxage (§5.2.2.10): never served stale without an explicit RFC 5861 directive. */
+  /** must-revalidate / proxy-revalidate / no-cache: never served stale; s-maxage (§5.2.2.10): not without an explicit RFC 5861 directive. */
   noStaleServe: boolean;
   /** no-cache: every reuse must be validated with the origin (§5.2.2.4). */
   alwaysRevalidate: boolean;
@@ -98,18 +98,26 @@ export function decideStorage(method: string, reqHeaders: Headers, res: Response
   );
   const hasValidator = res.headers['etag'] !== undefined || res.headers['last-modified'] !== undefined;
   // A response that says nothing about freshness and has no validator is never reused (safe default;
-  // cache.default_ttl opts in). With a validator it is stored for conditional revalidation only.
-  if (lifetime.source === 'none' && !hasValidator) return { store: false, reason: 'no-freshness' };
+  // cache.default_ttl opts in). With a validator it is stored for conditional revalidation only — and
+  // only when §3 allows storing it at all without explicit freshness: a heuristically cacheable status
+  // or `public` (a 302 with just an ETag must not be stored, nor served on error).
+  const heuristicallyCacheable = HEURISTIC_STATUSES.has(res.status) || d.public;
+  if (lifetime.source === 'none' && (!hasValidator || !heuristicallyCacheable)) return { store: false, reason: 'no-freshness' };
 
   const explicitSwr = d.staleWhileRevalidate !== undefined;
   const explicitSie = d.staleIfError !== undefined;
-  // §5.2.2.2 must-revalidate, §5.2.2.8 proxy-revalidate, §5.2.2.10 s-maxage (implies proxy-revalidate),
-  // §5.2.2.4 no-cache: a stale copy must not be used without successful validation.
-  const noStale = d.mustRevalidate || d.proxyRevalidate || d.noCache || d.sMaxage !== undefined;
-  // Without freshness information (validator only) every reuse is validated first; stale only covers errors.
-  const graceSwr = lifetime.source === 'none' ? 0 : p.graceMs;
-  const swrMs = d.mustRevalidate || d.noCache ? 0 : explicitSwr ? d.staleWhileRevalidate! * 1000 : noStale ? 0 : graceSwr;
-  const sieMs = d.mustRevalidate || d.noCache ? 0 : explicitSie ? d.staleIfError! * 1000 : noStale ? 0 : p.graceMs;
+  // §5.2.2.2 must-revalidate, §5.2.2.8 proxy-revalidate (must-revalidate for shared caches), §5.2.2.4
+  // no-cache: a stale copy is never used without successful validation, whatever RFC 5861 directive says.
+  const never = d.mustRevalidate || d.proxyRevalidate || d.noCache;
+  // §5.2.2.10 s-maxage implies proxy-revalidate, but an explicit RFC 5861 directive next to it is taken as
+  // the origin's permission for that window (`s-maxage=60, stale-while-revalidate=30` is common).
+  const noStale = never || d.sMaxage !== undefined;
+  // Without freshness information (validator only), or stale on arrival (max-age=0, an Expires at or before
+  // Date, an invalid Expires: §4.2.4), every reuse is validated first: grace then only covers errors —
+  // otherwise "do not reuse" would turn into "reuse for an hour while refreshing".
+  const graceSwr = lifetime.ms === 0 ? 0 : p.graceMs;
+  const swrMs = never ? 0 : explicitSwr ? d.staleWhileRevalidate! * 1000 : noStale ? 0 : graceSwr;
+  const sieMs = never ? 0 : explicitSie ? d.staleIfError! * 1000 : noStale ? 0 : p.graceMs;
   return {
     store: true,
     freshness: {
@@ -118,7 +126,7 @@ export function decideStorage(method: string, reqHeaders: Headers, res: Response
       swrMs,
       sieMs,
       keepMs: hasValidator ? p.keepMs : 0,
-      noStaleServe: noStale && !explicitSwr && !explicitSie,
+      noStaleServe: never || (noStale && !explicitSwr && !explicitSie),
       alwaysRevalidate: d.noCache,
     },
   };

@@ -44,6 +44,7 @@ export async function demoCommand(file: string, walkthrough: boolean): Promise<v
   const proxy = await startProxy(config, { logDestination: walkthrough ? 'off' : undefined });
   const base = proxy.url;
   process.stderr.write(`Lacquer demo: proxy ${base} in front of ${config.backends.map((b) => `${b.name} ${b.url}`).join(', ')}\n`);
+  if (proxy.plane.admin) process.stderr.write(`Dashboard: ${proxy.plane.admin.url}/ (Prometheus: ${proxy.plane.admin.url}/metrics)\n`);
   const stop = () => {
     void proxy.stop().then(() => Promise.all(origins.map((o) => o.close()))).then(() => process.exit(0));
   };

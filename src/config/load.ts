@@ -47,7 +47,13 @@ export function parseConfigText(text: string, source = '(config)', env: NodeJS.P
   const raw: unknown = doc.toJS() ?? {};
   const problems: ConfigProblem[] = [];
   const substituted = substituteEnv(raw, [], env, problems);
-  if (problems.length) throw new ConfigError(source, problems);
+  if (problems.length) {
+    // Report the schema's problems too (every problem in one pass), except where an unset variable already explains it.
+    const unsetAt = new Set(problems.map((p) => p.path));
+    const result = ConfigSchema.safeParse(substituted);
+    if (!result.success) problems.push(...result.error.issues.flatMap((i) => describeIssue(i, substituted)).filter((p) => !unsetAt.has(p.path)));
+    throw new ConfigError(source, problems);
+  }
   return validateConfig(substituted, source);
 }
 

@@ -279,11 +279,275 @@ const Alerts = z.strictObject({
     .meta({ description: 'Retries of a failed delivery, with exponential backoff; then it is logged as failed and dropped.', default: 5 }),
   delivery_backoff: duration('1s', 'Wait before the first retry of a failed delivery; doubled on every further retry (capped at 5m).'),
 }).superRefine((a, ctx) => {
+  // The timeline keeps 15 minutes: a longer window would silently measure less than it says.
+  const HISTORY_MS = 15 * 60_000;
+  if (a.window > HISTORY_MS) ctx.addIssue({ code: 'custom', path: ['window'], message: 'at most 15m (the history kept)' });
   const seen = new Set<string>();
   a.rules.forEach((r, i) => {
+    if ((r.window ?? 0) > HISTORY_MS) ctx.addIssue({ code: 'custom', path: ['rules', i, 'window'], message: 'at most 15m (the history kept)' });
     if (seen.has(r.name)) ctx.addIssue({ code: 'custom', path: ['rules', i, 'name'], message: 'a name not used by another rule' });
     seen.add(r.name);
   });
+});
+
+// ── Pools, routes, health, retries, overload (the pools issue) ─────────────────────────────────────
+// The sections `probes`, `health`, `retries` and `overload` are defaults for every pool; a pool's own
+// `probe`, `health`, `retries` or `overload` replaces the whole section for that pool (keys it omits take
+// their built-in defaults, not the top-level values), so each setting is still declared once, here.
+
+const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+const NAME_HINT = 'a name of 1-64 letters, digits, `_`, `.` or `-`';
+
+const Probe = z.strictObject({
+  enabled: z
+    .boolean()
+    .default(false)
+    .meta({ description: 'Send active health probes to every backend of the pool. Off: backends count as healthy unless passive health ejects them.', default: false }),
+  path: z
+    .string()
+    .startsWith('/', 'a path starting with /')
+    .default('/')
+    .meta({ description: 'Path probed with `GET` (sent with `Connection: close` and the backend’s `host_header`).', default: '/' }),
+  request: z
+    .array(z.string())
+    .optional()
+    .meta({ description: 'A raw HTTP/1.1 request instead of `path`, one line per item (Varnish `.request`), e.g. `["GET /ping HTTP/1.1", "Host: app", "Connection: close"]`.' }),
+  interval: duration('5s', 'Time between two probes of one backend. Probes never pile up: the next one starts only after the previous finished.'),
+  timeout: duration('2s', 'A probe that has no status line within this time fails.'),
+  window: z
+    .number()
+    .int()
+    .min(1)
+    .max(64)
+    .default(8)
+    .meta({ description: 'How many of the most recent probes are remembered.', default: 8 }),
+  threshold: z
+    .number()
+    .int()
+    .min(1)
+    .max(64)
+    .default(3)
+    .meta({ description: 'A backend is healthy when at least this many of the last `window` probes passed.', default: 3 }),
+  initial: z
+    .number()
+    .int()
+    .min(0)
+    .max(64)
+    .optional()
+    .meta({
+      description:
+        'How many probes count as passed at start. Default: `threshold` (backends start healthy). Varnish uses `threshold - 1`: start sick until the first probe passes.',
+    }),
+  expected_status: z
+    .number()
+    .int()
+    .min(100)
+    .max(599)
+    .default(200)
+    .meta({ description: 'The status a passing probe answers with.', default: 200 }),
+}).refine((p) => p.threshold <= p.window && (p.initial ?? 0) <= p.window, { message: '`threshold` and `initial` at most `window`' });
+
+const Health = z.strictObject({
+  consecutive_failures: z
+    .number()
+    .int()
+    .min(0)
+    .default(5)
+    .meta({
+      description:
+        'Passive health: this many failures in a row (connect, timeout, reset, or a status in `failure_statuses`) eject a backend. 0 turns ejection off.',
+      default: 5,
+    }),
+  failure_statuses: z
+    .array(z.number().int().min(500).max(599))
+    .default([502, 503, 504])
+    .meta({ description: 'Origin statuses that count as failures for passive health.', default: [502, 503, 504] }),
+  base_ejection: duration('10s', 'How long a first ejection lasts; the n-th ejection in a row lasts n times as long.'),
+  max_ejection: duration('5m', 'Cap on one ejection’s length. A backend that stays healthy this long starts over at `base_ejection`.'),
+  max_ejection_percent: z
+    .number()
+    .min(0)
+    .max(100)
+    .default(50)
+    .meta({ description: 'Most backends of a pool that may be ejected at once, in percent (at least one may always be ejected).', default: 50 }),
+  slow_start: duration(
+    '0',
+    'A backend that becomes healthy again (probes, end of ejection, operator) ramps its share of traffic linearly from 10% to 100% over this time. 0 = full share at once. Not applied by the `hash` and `fallback` directors.',
+  ),
+  panic_threshold: z
+    .number()
+    .min(0)
+    .max(1)
+    .default(0)
+    .meta({
+      description:
+        'Panic mode: when fewer than this share of a pool’s backends are healthy, requests go to all of them (except those an operator set `sick` or `drain`) and a warning is logged. Trade-off: some requests hit sick backends and fail (and are retried), instead of every request failing `destination_unavailable` when health checks are too eager. 0 = never.',
+      default: 0,
+    }),
+});
+
+const RetryBudget = z.strictObject({
+  percent: z
+    .number()
+    .min(0)
+    .max(100)
+    .default(20)
+    .meta({ description: 'Retries may add at most this percentage on top of a pool’s regular requests (counted over `window`), so retries never multiply an outage.', default: 20 }),
+  min: z
+    .number()
+    .int()
+    .min(0)
+    .default(10)
+    .meta({ description: 'Retries always allowed per `window`, so a quiet pool can still retry.', default: 10 }),
+  window: duration('10s', 'The sliding window over which requests and retries are counted.'),
+});
+
+const Retries = z.strictObject({
+  max: z
+    .number()
+    .int()
+    .min(0)
+    .max(10)
+    .default(2)
+    .meta({ description: 'Most retries of one request (attempts = 1 + max).', default: 2 }),
+  deadline: duration('30s', 'No retry starts once the request is older than this.'),
+  on_timeout: z
+    .boolean()
+    .default(false)
+    .meta({ description: 'Retry an idempotent request whose backend did not answer within `first_byte` (`http_response_timeout`). Off: a slow backend’s work would be done twice.', default: false }),
+  on_status: z
+    .array(z.number().int().min(500).max(599))
+    .default([])
+    .meta({ description: 'Origin statuses (e.g. `[502, 503, 504]`) on which an idempotent request is retried on another backend, before anything is sent to the client.', default: [] }),
+  body_buffer: size('64KiB', 'Request bodies of idempotent methods (PUT, DELETE...) up to this size are buffered so the request can be replayed; larger ones are never retried once sent.'),
+  budget: RetryBudget.prefault({}).meta({ description: 'The retry budget of a pool (in a route: ignored, the pool’s applies).' }),
+});
+
+const Overload = z.strictObject({
+  queue_timeout: duration('1s', 'Longest wait for a free slot (a backend’s `max_connections`, or the pool’s `max_concurrency`); past it `connection_limit_reached`.'),
+  backend_queue: z
+    .number()
+    .int()
+    .min(0)
+    .default(32)
+    .meta({ description: 'Requests that may wait for one backend at its `max_connections`; beyond it they fail `connection_limit_reached` at once (and are retried elsewhere).', default: 32 }),
+  max_concurrency: z
+    .number()
+    .int()
+    .min(0)
+    .default(0)
+    .meta({ description: 'Most requests a pool forwards at once (all backends together). 0 = no limit.', default: 0 }),
+  pool_queue: z
+    .number()
+    .int()
+    .min(0)
+    .default(64)
+    .meta({
+      description:
+        'Requests that may wait for a pool slot. When it is full, load is shed: a cacheable request gets its stale copy if it has one, others a fast 503 with `Retry-After` (`connection_limit_reached`).',
+      default: 64,
+    }),
+});
+
+const DIRECTORS = ['round_robin', 'random', 'least_connections', 'hash', 'fallback'] as const;
+
+const Pool = z.strictObject({
+  name: z.string().regex(NAME, NAME_HINT).meta({ description: 'Pool name, referenced by `routes[].pool`; the `backends:` list is the pool named `default`.' }),
+  director: z
+    .enum(DIRECTORS)
+    .default('round_robin')
+    .meta({
+      description:
+        'How a backend is chosen: `round_robin` (smooth, weighted), `random` (weighted), `least_connections` (weighted), `hash` (consistent: a key stays on its backend; when one leaves only its keys move), `fallback` (the first healthy backend in list order; later ones are standby).',
+      default: 'round_robin',
+    }),
+  hash_key: z
+    .string()
+    .regex(/^(url|header:[A-Za-z0-9-]+)$/, '`url` or `header:<name>`')
+    .default('url')
+    .meta({ description: 'For `hash`: what is hashed, `url` (host + path + query) or `header:<name>` (falls back to the URL when the header is absent).', default: 'url' }),
+  zone: z
+    .string()
+    .optional()
+    .meta({ description: 'The local zone: backends with this `zone` get all traffic while any of them is healthy; the others take over when none is.' }),
+  backends: z.array(Backend).min(1, 'at least one backend').meta({ description: 'The pool’s origin servers (same keys as top-level `backends`).' }),
+  probe: Probe.optional().meta({ description: 'Replaces the top-level `probes` for this pool.' }),
+  health: Health.optional().meta({ description: 'Replaces the top-level `health` for this pool.' }),
+  retries: Retries.optional().meta({ description: 'Replaces the top-level `retries` for this pool.' }),
+  overload: Overload.optional().meta({ description: 'Replaces the top-level `overload` for this pool.' }),
+});
+
+const HOST_PATTERN = /^(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?$/;
+
+const Route = z.strictObject({
+  host: z
+    .string()
+    .regex(HOST_PATTERN, 'a host name, optionally with a port, or `*.example.com`')
+    .optional()
+    .meta({ description: 'Request `Host` this route matches (case-insensitive; `*.example.com` matches any subdomain). Default: any host.' }),
+  path_prefix: z
+    .string()
+    .startsWith('/', 'a path starting with /')
+    .default('/')
+    .meta({ description: 'Path prefix this route matches. Routes are tried in order; the first match wins.', default: '/' }),
+  pool: z.string().regex(NAME, NAME_HINT).meta({ description: 'The pool that serves matching requests.' }),
+  cache: z.boolean().default(true).meta({ description: '`false`: never look up or store responses of this route (every request goes to the origin).', default: true }),
+  ttl: optionalDuration('Freshness given to this route’s responses that carry none (overrides `cache.default_ttl`).'),
+  grace: optionalDuration('Overrides `cache.grace` for this route’s responses.'),
+  timeouts: Timeouts.pick({ first_byte: true, between_bytes: true })
+    .optional()
+    .meta({ description: 'Overrides of `first_byte` and `between_bytes` for this route (connect and idle belong to the backend’s connections).' }),
+  retries: Retries.omit({ budget: true }).optional().meta({ description: 'Replaces the pool’s `retries` for this route (the pool’s retry budget still applies).' }),
+});
+
+const MaintenanceMode = z.enum(['off', 'stale-only', 'page']);
+const isoTime = (doc: string) =>
+  z
+    .string()
+    .refine((s) => !Number.isNaN(Date.parse(s)), 'a date and time like 2026-11-21T02:00:00Z')
+    .transform((s) => Date.parse(s))
+    .meta({ description: doc });
+
+const Maintenance = z.strictObject({
+  mode: MaintenanceMode.default('off').meta({
+    description:
+      'Global maintenance mode. `stale-only`: serve whatever is cached (even past grace, up to keep) and never contact the origin; what is not cached gets the maintenance page. `page`: every request gets the maintenance page.',
+    default: 'off',
+  }),
+  pools: z
+    .record(z.string(), MaintenanceMode)
+    .default({})
+    .meta({ description: 'Per-pool maintenance modes, e.g. `{ api: page }`; they win over the global `mode`.', default: {} }),
+  windows: z
+    .array(
+      z.strictObject({
+        from: isoTime('Start of the window (ISO 8601).'),
+        until: isoTime('End of the window (ISO 8601); also the `Retry-After` of the maintenance page.'),
+        mode: z.enum(['stale-only', 'page']).meta({ description: 'Mode while the window is open.' }),
+        pools: z.array(z.string()).optional().meta({ description: 'Pools the window applies to. Default: all.' }),
+      }),
+    )
+    .default([])
+    .meta({ description: 'Scheduled maintenance windows, switched on and off automatically.', default: [] }),
+  retry_after: duration('5m', '`Retry-After` of the maintenance page when no end time is known.'),
+  page: z
+    .strictObject({
+      status: z.number().int().min(500).max(599).default(503).meta({ description: 'Status of the maintenance page.', default: 503 }),
+      body: z
+        .string()
+        .default('<!doctype html><title>Down for maintenance</title><h1>Down for maintenance</h1><p>We will be back shortly.</p>\n')
+        .meta({ description: 'The maintenance page (HTML).' }),
+    })
+    .prefault({})
+    .meta({ description: 'The maintenance page.' }),
+});
+
+const Reload = z.strictObject({
+  require_healthy: z
+    .boolean()
+    .default(false)
+    .meta({ description: 'On reload, probe every backend of the new configuration once and refuse it if every backend of some pool fails.', default: false }),
+  history: z.number().int().min(1).max(100).default(5).meta({ description: 'How many applied configurations are kept for `POST /api/rollback`.', default: 5 }),
 });
 
 export const ConfigSchema = z.strictObject({
@@ -292,24 +556,60 @@ export const ConfigSchema = z.strictObject({
   timeouts: Timeouts.prefault({}).meta({ description: 'Defaults for every backend.' }),
   backends: z
     .array(Backend)
-    .min(1, 'at least one backend')
-    .meta({ description: 'The origin servers. Requests alternate between them.' }),
+    .default([])
+    .meta({ description: 'The origin servers of the pool named `default` (round robin), used by requests no route matches. Optional when `pools` are given.', default: [] }),
+  pools: z.array(Pool).default([]).meta({ description: 'Named pools of backends, each with its director and health settings.', default: [] }),
+  routes: z
+    .array(Route)
+    .default([])
+    .meta({ description: 'Host/path → pool, tried in order; a request no route matches goes to the `default` pool (the `backends:` list).', default: [] }),
+  probes: Probe.prefault({}).meta({ description: 'Active health probes, Varnish style (default for every pool).' }),
+  health: Health.prefault({}).meta({ description: 'Passive health (outlier ejection), slow start and panic mode (default for every pool).' }),
+  retries: Retries.prefault({}).meta({ description: 'When a failed attempt is retried on another backend (default for every pool).' }),
+  overload: Overload.prefault({}).meta({ description: 'Connection caps, wait queues and load shedding (default for every pool).' }),
   limits: Limits.prefault({}),
   errors: Errors.prefault({}),
   log: Log.prefault({}),
   proxy: Proxy.prefault({}),
   admin: Admin.prefault({}).meta({ description: 'The admin plane: health endpoints, JSON API, Prometheus `/metrics` and the live dashboard.' }),
   alerts: Alerts.prefault({}).meta({ description: 'Alert rules evaluated in-process, notified to webhooks.' }),
+  maintenance: Maintenance.prefault({}).meta({ description: 'Maintenance mode: global, per pool, or in scheduled windows (also switchable over the admin API).' }),
+  reload: Reload.prefault({}).meta({ description: 'Configuration reload (SIGHUP, `POST /api/reload`) and rollback.' }),
 }).superRefine((cfg, ctx) => {
   const seen = new Set<string>();
-  cfg.backends.forEach((b, i) => {
-    if (seen.has(b.name)) ctx.addIssue({ code: 'custom', path: ['backends', i, 'name'], message: 'a name not used by another backend' });
-    seen.add(b.name);
+  const unique = (name: string, path: (string | number)[]) => {
+    // Backend names are unique across pools: logs, Proxy-Status next-hop and overrides name a backend alone.
+    if (seen.has(name)) ctx.addIssue({ code: 'custom', path, message: 'a name not used by another backend (in any pool)' });
+    seen.add(name);
+  };
+  cfg.backends.forEach((b, i) => unique(b.name, ['backends', i, 'name']));
+  const pools = new Set<string>();
+  if (cfg.backends.length > 0) pools.add('default');
+  cfg.pools.forEach((p, i) => {
+    if (pools.has(p.name)) ctx.addIssue({ code: 'custom', path: ['pools', i, 'name'], message: p.name === 'default' ? 'another name: `default` is the `backends:` list' : 'a name not used by another pool' });
+    pools.add(p.name);
+    p.backends.forEach((b, j) => unique(b.name, ['pools', i, 'backends', j, 'name']));
+  });
+  if (pools.size === 0) ctx.addIssue({ code: 'custom', path: ['backends'], message: 'at least one backend (in `backends` or in a pool)' });
+  cfg.routes.forEach((r, i) => {
+    if (!pools.has(r.pool)) ctx.addIssue({ code: 'custom', path: ['routes', i, 'pool'], message: `one of the pools: ${[...pools].join(', ') || '(none defined)'}` });
   });
 });
 
 export type ConfigInput = z.input<typeof ConfigSchema>;
 type Parsed = z.output<typeof ConfigSchema>;
 export type BackendConfig = Parsed['backends'][number];
+export type PoolConfig = Parsed['pools'][number];
+export type RouteConfig = Parsed['routes'][number];
+export type ProbeConfig = Parsed['probes'];
+export type HealthConfig = Parsed['health'];
+export type RetryConfig = Parsed['retries'];
+/** A route's retry policy: the pool's `retries` without the budget. */
+export type RetryPolicy = Omit<RetryConfig, 'budget'>;
+export type OverloadConfig = Parsed['overload'];
+export type DirectorKind = PoolConfig['director'];
 export type TimeoutConfig = { connect: number; first_byte: number; between_bytes: number; idle: number };
 export type Config = Readonly<Parsed>;
+
+export type MaintenanceModeName = z.output<typeof MaintenanceMode>;
+export type MaintenanceConfig = z.output<typeof Maintenance>;

@@ -21,15 +21,17 @@ export type Behaviour =
   | ({ kind: 'normal' } & NormalOpts)
   /** Accept, read the request, never answer (socket stays open until close()/refuse()). */
   | { kind: 'hang' }
-  /** Slow first byte: fixed, or uniformly distributed in [minMs, maxMs]. */
-  | { kind: 'slow'; firstByteMs: number | { minMs: number; maxMs: number }; then?: NormalOpts }
+  /** Slow first byte: fixed, or uniformly distributed in [minMs, maxMs]. With `probability` (default 1) only
+   *  that share of requests is slowed; the others answer `then` at once (a backend that is slow now and then). */
+  | { kind: 'slow'; firstByteMs: number | { minMs: number; maxMs: number }; probability?: number; then?: NormalOpts }
   /** Head with the full Content-Length plus the first `afterBytes` body bytes, then silence (socket kept open).
    *  With `resumeAfterMs` the rest of the body is sent after that pause (a slow body rather than a dead one). */
   | { kind: 'stall'; afterBytes: number; resumeAfterMs?: number; then?: NormalOpts }
   /** Destroy the socket (TCP RST) before any response byte. */
   | { kind: 'reset-before-headers' }
-  /** Head with the full Content-Length plus the first `afterBytes` body bytes, then TCP RST. */
-  | { kind: 'reset-mid-body'; afterBytes: number; then?: NormalOpts }
+  /** Head with the full Content-Length plus the first `afterBytes` body bytes, then TCP RST. With `probability`
+   *  (default 1) only that share of responses is cut; the others are sent whole. */
+  | { kind: 'reset-mid-body'; afterBytes: number; probability?: number; then?: NormalOpts }
   /** Write non-HTTP bytes (latin1 `payload`, default "\x16\x03\x01 garbage\r\n\r\n") and close. */
   | { kind: 'garbage'; payload?: string }
   /** A valid response whose head is at least `bytes` bytes (many `x-filler-N` headers). */
@@ -84,6 +86,11 @@ function headers(o: Obj, key: string, where: string): void {
   }
 }
 
+function probability(o: Obj, where: string): void {
+  num(o, 'probability', where, false);
+  if (typeof o.probability === 'number' && o.probability > 1) throw new Error(`${where}.probability must be <= 1`);
+}
+
 function normalOpts(v: unknown, where: string): void {
   if (v === undefined) return;
   if (!isObj(v)) throw new Error(`${where} must be an object`);
@@ -112,6 +119,7 @@ export function parseBehaviour(v: unknown): Behaviour {
         num(f, 'maxMs', `${w}.firstByteMs`, true);
         if ((f.maxMs as number) < (f.minMs as number)) throw new Error(`${w}.firstByteMs.maxMs must be >= minMs`);
       } else num(v, 'firstByteMs', w, true);
+      probability(v, w);
       normalOpts(v.then, `${w}.then`);
       break;
     }
@@ -122,6 +130,7 @@ export function parseBehaviour(v: unknown): Behaviour {
       break;
     case 'reset-mid-body':
       num(v, 'afterBytes', w, true);
+      probability(v, w);
       normalOpts(v.then, `${w}.then`);
       break;
     case 'garbage': str(v, 'payload', w); break;
@@ -131,8 +140,7 @@ export function parseBehaviour(v: unknown): Behaviour {
       break;
     case 'error':
       status(v, 'status', w);
-      num(v, 'probability', w, false);
-      if (typeof v.probability === 'number' && v.probability > 1) throw new Error(`${w}.probability must be <= 1`);
+      probability(v, w);
       str(v, 'body', w);
       headers(v, 'headers', w);
       normalOpts(v.otherwise, `${w}.otherwise`);

@@ -262,6 +262,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
       case 'normal': return respond(ctx, b);
       case 'hang': return; // the socket stays open until the client, close() or refuse() ends it
       case 'slow': {
+        if (b.probability !== undefined && random() >= b.probability) return respond(ctx, b.then ?? {});
         const f = b.firstByteMs;
         const ms = typeof f === 'number' ? f : f.minMs + random() * (f.maxMs - f.minMs);
         return respond(ctx, b.then ?? {}, ms);
@@ -275,6 +276,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
       }
       case 'reset-before-headers': return rst(req.socket);
       case 'reset-mid-body': {
+        if (b.probability !== undefined && random() >= b.probability) return respond(ctx, b.then ?? {});
         if ((await partial(ctx, b.then ?? {}, b.afterBytes)) === undefined) return;
         await sleep(RESET_GRACE_MS);
         if (!closed && !req.socket.destroyed) rst(req.socket);
@@ -325,6 +327,8 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     }
     if (path === '/__lab/behaviour' && method === 'GET') return json(res, 200, Object.fromEntries(behaviours));
     if (path === '/__lab/stats' && method === 'GET') return json(res, 200, stats());
+    // For proxies' health probes: answers 200 while the process listens, whatever the path behaviours are.
+    if (path === '/__lab/health' && (method === 'GET' || method === 'HEAD')) return json(res, 200, { ok: true });
     if (path === '/__lab/requests' && method === 'GET') return json(res, 200, requests);
     if (path === '/__lab/reset' && method === 'POST') { reset(); return json(res, 200, stats()); }
     return json(res, 404, { error: `unknown control request ${method} ${path}` });

@@ -7,11 +7,27 @@ import type { ProxyError } from '../errors.ts';
 import type { Exchange } from '../server/exchange.ts';
 import { cacheStatusValue } from '../pipeline/deliver.ts';
 
-export type HealthContext = { pool: string; state: string; healthy: string; inflight: number; max: number | null };
+export type HealthContext = {
+  pool: string;
+  state: string;
+  healthy: string;
+  inflight: number;
+  max: number | null;
+  /** Requests waiting for a connection slot on the backend. */
+  queued?: number;
+  /** Passive health as a circuit: `closed`, `open until <time>`, `half-open`. */
+  circuit?: string;
+  /** Recent probe results, oldest first (`H` passed, `-` failed). */
+  probes?: string;
+  /** The pool is in panic mode. */
+  panic?: boolean;
+};
 
 /** The failure report: the same facts in the log line, the admin API and (when exposed) the error page. */
 export type FailureReport = {
   id: string;
+  /** W3C traceparent of the request (trace-id, Lacquer's span id towards the origin). */
+  trace?: string;
   time: string;
   method: string;
   host: string;
@@ -48,6 +64,23 @@ export type AccessLogOptions = {
 
 const round = (ms: number | undefined) => (ms === undefined ? undefined : Math.round(ms * 10) / 10);
 
+/** A batch of access lines is written this long after its first line, or sooner past BATCH_MAX_CHARS:
+ *  each write is a trip through libuv's thread pool, too dear to make once per event-loop turn. */
+const BATCH_MS = 10;
+const BATCH_MAX_CHARS = 32 * 1024;
+
+/** pino's isoTime, computed once per millisecond: tens of access lines share each one under load. */
+let isoMs = 0;
+let isoText = '';
+function isoNow(): string {
+  const now = Date.now();
+  if (now !== isoMs) {
+    isoMs = now;
+    isoText = new Date(now).toISOString();
+  }
+  return isoText;
+}
+
 export class AccessLog {
   readonly logger: Logger;
   readonly #access: Logger | undefined;
@@ -57,6 +90,23 @@ export class AccessLog {
   /** Health context for failure reports; set by whoever owns the backends. */
   healthOf: AccessLogOptions['healthOf'];
   readonly #dest: ReturnType<typeof pino.destination> | undefined;
+  /** The logger's stream: access lines are written to it directly (see request()). */
+  readonly #out: { write(line: string): unknown };
+  /**
+   * Access lines of the last few milliseconds, written to the file destination in one piece. sonic-boom
+   * measures its whole pending buffer on every write (Buffer.byteLength flattens it), so writing line
+   * by line copied each buffered line dozens of times and, under load, filled the old generation with
+   * garbage (BENCHMARKS.md). pino's own lines take the batch along first, so the order of lines holds.
+   */
+  #batch = '';
+  #batchTimer: NodeJS.Timeout | undefined;
+  readonly #writeBatch = (): void => {
+    clearTimeout(this.#batchTimer);
+    this.#batchTimer = undefined;
+    const b = this.#batch;
+    this.#batch = '';
+    if (b) this.#out.write(b);
+  };
 
   constructor(o: AccessLogOptions) {
     this.#name = o.proxyName;
@@ -68,11 +118,20 @@ export class AccessLog {
       this.#dest = pino.destination({ dest: d === 'stdout' || d === 'off' ? 1 : d === 'stderr' ? 2 : d, sync: false, mkdir: true });
       stream = this.#dest;
     } else stream = o.destination;
+    this.#out = stream;
     const opts = {
       base: null,
       level: o.level,
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label: string) => ({ level: label }) },
+      hooks: {
+        streamWrite: (line: string) => {
+          if (!this.#batch) return line;
+          const b = this.#batch;
+          this.#batch = '';
+          return b + line;
+        },
+      },
     };
     this.logger = pino(opts, stream);
     this.#access = o.destination === 'off' ? undefined : this.logger.child({ type: 'access' }, { level: 'info' });
@@ -84,12 +143,19 @@ export class AccessLog {
     if (report) this.#remember(report);
     if (!this.#access) return;
     const res = ex.res;
-    this.#access.info({
+    // The hottest line of the proxy, written once per request: one JSON.stringify of a literal object is
+    // several times cheaper than pino's per-key serialisation (bench/, BENCHMARKS.md). The line is the one
+    // the pino child would write — level, time, bindings, then the fields, undefined ones left out.
+    const line = {
+      level: 'info',
+      time: isoNow(),
+      type: 'access',
       id: ex.id,
       method: ex.method,
       host: ex.host,
       url: ex.target,
-      status: res.statusCode,
+      // nginx's 499: the client closed the connection before any response was sent (statusCode is still the default 200).
+      status: !res.headersSent && ex.clientGone ? 499 : res.statusCode,
       cache: cacheStatusValue(this.#name, ex.cache),
       served: ex.served,
       bytes: ex.bytesOut,
@@ -102,7 +168,23 @@ export class AccessLog {
       client_gone: ex.clientGone || undefined,
       trace: ex.traceparent,
       error: report,
-    });
+    };
+    let json: string;
+    try {
+      json = JSON.stringify(line);
+    } catch {
+      // A value JSON cannot write (a cycle or a BigInt in an error's context): pino's safe serialiser can.
+      const { level: _l, time: _t, type: _y, ...fields } = line;
+      this.#access.info(fields);
+      return;
+    }
+    if (!this.#dest) {
+      this.#out.write(`${json}\n`);
+      return;
+    }
+    this.#batch += `${json}\n`;
+    if (this.#batch.length > BATCH_MAX_CHARS) this.#writeBatch();
+    else this.#batchTimer ??= setTimeout(this.#writeBatch, BATCH_MS);
   }
 
   backgroundFailure(ex: Exchange, err: ProxyError): void {
@@ -116,6 +198,7 @@ export class AccessLog {
     const healthOf = this.healthOf;
     return {
       id: ex.id,
+      trace: ex.traceparent,
       time: new Date(ex.startedAt).toISOString(),
       method: ex.method,
       host: ex.host,
@@ -152,6 +235,7 @@ export class AccessLog {
   }
 
   flush(): void {
+    this.#writeBatch();
     try {
       this.#dest?.flushSync();
     } catch {

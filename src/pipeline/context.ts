@@ -5,8 +5,10 @@ import type { Config } from '../config/schema.ts';
 import { MemoryStore, type Store } from '../cache/store.ts';
 import type { StoragePolicy } from '../cache/storable.ts';
 import { BackendPool } from '../upstream/pool.ts';
+import { RouteTable } from './route.ts';
 import { Coalescer } from './coalesce.ts';
 import { Invalidator } from '../cache/invalidate.ts';
+import { Maintenance } from './maintenance.ts';
 import type { AccessLog } from '../observe/access-log.ts';
 
 export type ProxyStats = {
@@ -23,11 +25,18 @@ export type ProxyContext = {
   readonly name: string;
   /** Our Via member, e.g. `1.1 lacquer`. */
   readonly via: string;
+  /** The `default` pool (the `backends:` list), or the first of `pools:` when there is none. */
   readonly pool: BackendPool;
+  /** Every pool by name; the admin plane reads their snapshots and sets overrides through them. */
+  readonly pools: ReadonlyMap<string, BackendPool>;
+  /** Host/path → pool, cache switch, timeouts and retry policy. */
+  readonly routes: RouteTable;
   readonly store: Store;
   readonly coalescer: Coalescer;
   /** Purges, bans and tags (applied lazily at lookup and by the ban lurker). */
   readonly invalidator: Invalidator;
+  /** Maintenance modes (config, schedule, admin overrides). */
+  readonly maintenance: Maintenance;
   /**
    * Hit-for-miss marks (Varnish): a URI whose last answer was not storable is fetched without
    * coalescing for a while, so uncacheable pages are not serialised behind one another.
@@ -44,30 +53,39 @@ export type ProxyContext = {
 /** How long a hit-for-miss mark lasts. */
 const PASS_MARK_TTL_MS = 120_000;
 
-export function createContext(config: Config, log: AccessLog, store?: Store, pool?: BackendPool): ProxyContext {
+/** What a configuration reload carries over from the running context: the cache and everything about it. */
+export type Carry = Pick<ProxyContext, 'store' | 'coalescer' | 'invalidator' | 'passMarks' | 'stats' | 'maintenance'>;
+
+export function createContext(config: Config, log: AccessLog, carry?: Carry): ProxyContext {
   const c = config.cache;
-  const theStore = store ?? new MemoryStore(c.memory);
+  const theStore = carry?.store ?? new MemoryStore(c.memory);
+  const pools = BackendPool.allFromConfig(config);
+  if (carry) carry.maintenance.config = config.maintenance;
+  const policy: StoragePolicy = {
+    defaultTtlMs: c.default_ttl,
+    heuristicFraction: c.heuristic_fraction,
+    heuristicMaxMs: c.heuristic_max,
+    graceMs: c.grace,
+    keepMs: c.keep,
+    storeSetCookie: c.store_set_cookie,
+    honorClientCacheControl: c.honor_client_cache_control,
+  };
   return {
     config,
     name: config.proxy.name,
     via: `1.1 ${config.proxy.name}`,
-    pool: pool ?? BackendPool.fromConfig(config),
+    pool: pools.get('default') ?? pools.values().next().value!,
+    pools,
+    routes: new RouteTable(config, pools, policy),
     store: theStore,
-    coalescer: new Coalescer(),
-    invalidator: new Invalidator(theStore),
-    passMarks: new LRUCache<string, true>({ max: 10_000, ttl: PASS_MARK_TTL_MS }),
-    policy: {
-      defaultTtlMs: c.default_ttl,
-      heuristicFraction: c.heuristic_fraction,
-      heuristicMaxMs: c.heuristic_max,
-      graceMs: c.grace,
-      keepMs: c.keep,
-      storeSetCookie: c.store_set_cookie,
-      honorClientCacheControl: c.honor_client_cache_control,
-    },
+    coalescer: carry?.coalescer ?? new Coalescer(),
+    invalidator: carry?.invalidator ?? new Invalidator(theStore),
+    maintenance: carry?.maintenance ?? new Maintenance(config.maintenance),
+    passMarks: carry?.passMarks ?? new LRUCache<string, true>({ max: 10_000, ttl: PASS_MARK_TTL_MS }),
+    policy,
     maxObjectBytes: Math.floor(c.memory * c.max_object_share),
     log,
-    stats: { requests: 0, hits: 0, staleServed: 0, originFetches: 0, synthErrors: 0, errorsByType: {} },
+    stats: carry?.stats ?? { requests: 0, hits: 0, staleServed: 0, originFetches: 0, synthErrors: 0, errorsByType: {} },
     background: 0,
   };
 }

@@ -32,9 +32,10 @@ export function deliverObject(ctx: ProxyContext, ex: Exchange, o: CachedObject, 
   if (ex.clientGone || res.headersSent) return;
   const reqHeaders = ex.req.headers as Headers;
   const age = String(ageSeconds(o, now));
-  const cond = reqHeaders['if-none-match'] || reqHeaders['if-modified-since'] || reqHeaders['if-match'] || reqHeaders['if-unmodified-since']
-    ? evaluateConditionals(ex.method, reqHeaders, o)
-    : 'full';
+  // RFC 9110 §13.2.1: preconditions are ignored when the answer without them would not be a 2xx (a stored
+  // 404 or 301 stays what it is).
+  const conditional = reqHeaders['if-none-match'] || reqHeaders['if-modified-since'] || reqHeaders['if-match'] || reqHeaders['if-unmodified-since'];
+  const cond = conditional && o.status >= 200 && o.status < 300 ? evaluateConditionals(ex.method, reqHeaders, o) : 'full';
   if (cond === 'not-modified' && o.status === 200) {
     // §15.4.5: a 304 carries the validators and caching fields a 200 would.
     const list: string[] = [];

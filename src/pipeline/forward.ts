@@ -13,8 +13,13 @@ import type { ProxyContext } from './context.ts';
 import { deliverObject, deliverSimple, startOriginResponse } from './deliver.ts';
 import { fetchOnce, type FetchControl } from './fetch.ts';
 import { originRequestHeaders, responseHeaderList } from './headers.ts';
-import { decideRetry } from './retry.ts';
-import { deliverStale, usableOnError } from './stale.ts';
+import { traceHeaders } from '../observe/trace.ts';
+import { admit, takeSlot, unavailable } from './choose.ts';
+import { bufferBody } from './replay.ts';
+import { decideRetry, isIdempotent, type RetryDecision, type RetryReason } from './retry.ts';
+import type { Route } from './route.ts';
+import { verdictOf } from '../upstream/health/outlier.ts';
+import { deliverStale, isErrorStatus, usableOnError } from './stale.ts';
 import { BodyCollector, buildObject, freshenObject, storageDecision } from './store.ts';
 import { proxyStatusForError, proxyStatusForReceived, synthError } from './synth.ts';
 
@@ -31,11 +36,16 @@ export type ForwardPlan = {
   client: Exchange | null;
   /** The request whose method, target and headers are forwarded. */
   source: Exchange;
-  /** Request body stream, or null when there is none. */
-  body: Readable | null;
+  /** Request body: a stream, a buffer (replayable), or null when there is none. */
+  body: Readable | Buffer | null;
+  /** The route (pool, timeouts, retry policy, TTL overrides); absent: the pool's defaults. */
+  route?: Route;
 };
 
-type AttemptResult = { kind: 'done' } | { kind: 'failed'; error: ProxyError; responseStarted: boolean };
+/** `retry-status`: the origin answered a status in `retries.on_status`; the answer was dropped for a retry. */
+type AttemptResult = { kind: 'done' } | { kind: 'retry-status'; status: number } | { kind: 'failed'; error: ProxyError; responseStarted: boolean };
+
+type AttemptOptions = { fresh: boolean; timeouts: Route['timeouts']; retryStatus(status: number): boolean };
 
 /** Not storable because of what the response said (not the request): remembered as hit-for-miss. */
 const MARKABLE: ReadonlySet<NotStorableReason> = new Set(['no-store', 'private', 'set-cookie', 'vary-star', 'no-freshness', 'too-large', 'status']);
@@ -49,39 +59,110 @@ const TRANSIENT: Extract<StoreDecision, { store: true }> = {
 };
 
 export async function forward(ctx: ProxyContext, plan: ForwardPlan): Promise<void> {
-  const ex = plan.source;
   if (plan.client) plan.client.cache = { hit: false, fwd: plan.fwd, collapsed: plan.client.cache.collapsed };
+  const admission = await admit(plan.pool, plan.client);
+  if (admission.kind === 'gone') return;
+  if (admission.kind === 'refused') return fail(ctx, plan, admission.error, false);
+  try {
+    await attempts(ctx, plan);
+  } finally {
+    admission.release();
+  }
+}
+
+/** The attempt loop: choose a backend, take a slot on it, fetch; on failure the single retry decision. */
+async function attempts(ctx: ProxyContext, plan: ForwardPlan): Promise<void> {
+  const ex = plan.source;
+  const pool = plan.pool;
+  const policy = plan.route?.retries ?? pool.settings.retries;
+  const method = plan.primary !== undefined ? 'GET' : ex.method;
+  if (plan.body && !Buffer.isBuffer(plan.body) && isIdempotent(method)) {
+    const b = await bufferBody(plan.body, ex.req.headers['content-length'], policy.body_buffer);
+    if (b.kind === 'failed') return fail(ctx, plan, new ProxyError({ type: 'http_request_error', phase: 'send', source: 'downstream', message: "The client's request body could not be read." }), false);
+    if (b.kind === 'buffered') plan.body = b.body;
+  }
+  const key = pool.hashKeyOf(ex.host, ex.target, ex.req.headers as Headers);
   const tried = new Set<Backend>();
-  let attempts = 0;
+  let count = 0;
   let staleKeepaliveRetried = false;
-  let retry: string | undefined;
+  let retry: RetryReason | undefined;
   let last: Backend | undefined;
+  let lastError: ProxyError | undefined;
+  const decide = (error: ProxyError | undefined, status: number | undefined, responseStarted: boolean): RetryDecision =>
+    decideRetry({
+      error,
+      status,
+      method,
+      replayable: plan.body === null || Buffer.isBuffer(plan.body),
+      responseStarted,
+      attempts: count,
+      policy,
+      elapsedMs: ex.elapsedMs(),
+      otherBackend: pool.hasCandidate(tried),
+      staleKeepaliveRetried,
+      budgetAvailable: pool.budget.available(),
+    });
+  /** Consulted when response headers arrive: a status in `on_status` is retried before the client sees it. */
+  const retryStatus = (status: number): boolean => {
+    if (!policy.on_status.includes(status)) return false;
+    const d = decide(undefined, status, false);
+    if (d.retry) pool.budget.spend();
+    else if (d.why === 'budget') pool.budget.deny();
+    return d.retry;
+  };
+  pool.budget.request();
   for (;;) {
-    const backend = retry === 'stale-keepalive' && last ? last : plan.pool.choose(tried);
-    if (!backend) {
-      const health = plan.pool.healthSummary();
-      return fail(ctx, plan, new ProxyError({ type: 'destination_unavailable', phase: 'choose', source: 'internal', context: { pool: plan.pool.name, healthy: `${health.healthy}/${health.total}` } }), false);
-    }
+    const backend = retry === 'stale-keepalive' && last ? last : pool.choose({ exclude: tried, key });
+    if (!backend) return fail(ctx, plan, lastError ?? unavailable(pool), false);
     tried.add(backend);
     last = backend;
-    attempts++;
+    count++;
     ctx.stats.originFetches++;
-    const r = await attempt(ctx, plan, backend, retry);
+    const slot = await takeSlot(pool, backend, plan.client);
+    if (slot.kind === 'gone') return pool.report(backend, 'neutral');
+    let r: AttemptResult;
+    if (slot.kind === 'refused') {
+      ex.attempts.push({ backend: backend.name, outcome: slot.error.type, ms: Math.round(slot.error.elapsedMs ?? 0), ...(retry ? { retry } : {}) });
+      r = { kind: 'failed', error: slot.error, responseStarted: false };
+    } else {
+      try {
+        r = await attempt(ctx, plan, backend, retry, { fresh: retry === 'stale-keepalive', timeouts: plan.route?.timeouts, retryStatus });
+      } finally {
+        slot.release();
+      }
+    }
+    judge(pool, backend, r, ex, plan.client);
     if (r.kind === 'done') return;
-    const reason = decideRetry({
-      error: r.error,
-      method: plan.primary !== undefined ? 'GET' : ex.method,
-      replayable: plan.body === null,
-      responseStarted: r.responseStarted,
-      attempts,
-      maxRetries: Math.min(2, plan.pool.backends.length),
-      otherBackend: plan.pool.backends.some((b) => !tried.has(b)),
-      staleKeepaliveRetried,
-    });
-    if (!reason || plan.client?.clientGone) return fail(ctx, plan, r.error, r.responseStarted);
-    if (reason === 'stale-keepalive') staleKeepaliveRetried = true;
+    let reason: RetryReason = 'status';
+    if (r.kind === 'failed') {
+      lastError = r.error;
+      const d = decide(r.error, undefined, r.responseStarted);
+      if (!d.retry || plan.client?.clientGone) {
+        if (!d.retry && d.why === 'budget') pool.budget.deny();
+        return fail(ctx, plan, r.error, r.responseStarted);
+      }
+      pool.budget.spend();
+      reason = d.reason;
+    }
+    if (reason === 'stale-keepalive') {
+      staleKeepaliveRetried = true;
+      backend.counters.staleKeepaliveRetries++;
+    }
     retry = reason;
   }
+}
+
+/** What the attempt says about its backend (passive health), and its counters. */
+function judge(pool: BackendPool, backend: Backend, r: AttemptResult, ex: Exchange, client: Exchange | null): void {
+  const statuses = pool.settings.health.failure_statuses;
+  if (r.kind === 'failed') {
+    const c = backend.counters.errorsByClass;
+    c[r.error.type] = (c[r.error.type] ?? 0) + 1;
+    return pool.report(backend, verdictOf({ error: r.error }, statuses));
+  }
+  if (r.kind === 'retry-status') return pool.report(backend, verdictOf({ status: r.status }, statuses));
+  if (client?.ttfbMs !== undefined) backend.recordTtfb(client.ttfbMs);
+  pool.report(backend, verdictOf({ status: ex.attempts.at(-1)?.status }, statuses));
 }
 
 function fail(ctx: ProxyContext, plan: ForwardPlan, err: ProxyError, responseStarted: boolean): void {
@@ -107,7 +188,7 @@ function fail(ctx: ProxyContext, plan: ForwardPlan, err: ProxyError, responseSta
   synthError(ctx, client, err);
 }
 
-function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: string | undefined): Promise<AttemptResult> {
+function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: string | undefined, opts: AttemptOptions): Promise<AttemptResult> {
   return new Promise<AttemptResult>((resolve) => {
     const ex = plan.source;
     const client = plan.client;
@@ -135,7 +216,7 @@ function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: 
       unsubscribe?.();
       const ms = Math.round(performance.now() - handle.startedAt);
       ex.attempts.push(
-        r.kind === 'done'
+        r.kind !== 'failed'
           ? { backend: backend.name, outcome: 'ok', status, ms, ...(retry ? { retry } : {}) }
           : { backend: backend.name, outcome: r.error.type, ms, reused: r.error.reused, ...(retry ? { retry } : {}) },
       );
@@ -149,6 +230,7 @@ function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: 
     const stopStoring = (reason: NotStorableReason) => {
       if (storeMode === 'store') {
         if (MARKABLE.has(reason)) ctx.passMarks.set(primary!, true);
+        if (plan.stale) ctx.store.delete(plan.stale.key); // superseded by an answer too large to store
         plan.flight?.settle({ kind: 'uncacheable' });
       } else if (storeMode === 'transient') plan.flight?.settle({ kind: 'uncacheable' });
       storeMode = 'none';
@@ -167,38 +249,67 @@ function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: 
           hostHeader: backend.hostHeader,
           cacheFetch: cacheable,
           revalidate,
+          ...traceHeaders(ex),
         }),
         body: plan.body,
+        responseHeaderSize: ctx.config.limits.response_header_size,
       },
       {
         onHeaders(st, h, msg, ctl) {
           control = ctl;
           status = st;
+          if (st >= 500 && opts.retryStatus(st)) {
+            // retries.on_status: this answer is dropped unseen and the request tried on another backend.
+            handle.abort();
+            finish({ kind: 'retry-status', status: st });
+            return;
+          }
           resHeaders = h;
           statusMessage = msg;
           responseTimeMs = Date.now();
           if (cacheable) {
-            if (st === 304 && revalidate && plan.stale) {
-              const fresh = freshenObject(ctx, plan.stale, reqHeaders, h, requestTimeMs, responseTimeMs);
-              if (fresh) {
-                const stored = ctx.store.put(fresh, responseTimeMs);
-                plan.flight?.settle({ kind: 'object', object: fresh, stored });
-                if (client && clientMode === 'pending') {
-                  client.served = 'origin';
-                  client.cache = { hit: false, fwd: plan.fwd, fwdStatus: 304, ttl: ttlSeconds(fresh, responseTimeMs), stored, collapsed: client.cache.collapsed };
-                  deliverObject(ctx, client, fresh, responseTimeMs);
-                }
-                clientMode = 'none';
+            if (st === 304) {
+              // Client validators are never forwarded on a cache fetch, so a 304 answers ours (§4.3.3).
+              const f = revalidate && plan.stale ? freshenObject(ctx, plan.stale, reqHeaders, h, requestTimeMs, responseTimeMs, plan.route?.policy) : ({ kind: 'mismatch' } as const);
+              if (f.kind === 'mismatch') {
+                // A 304 for a validator we did not send: the stored body is not known to be current, and
+                // the 304 has none to give the client. Drop the copy; report the origin's answer as invalid.
+                if (plan.stale) ctx.store.delete(plan.stale.key);
+                handle.abort();
+                finish({ kind: 'failed', error: new ProxyError({ type: 'http_protocol_error', phase: 'wait_headers', backend: backend.name, headersReceived: true, code: 'unexpected_304', context: { sent: revalidate ?? null, etag: h['etag'] ?? null } }), responseStarted: false });
                 return;
               }
+              const stored = f.kind === 'fresh' && ctx.store.put(f.object, responseTimeMs);
+              if (f.kind === 'fresh') plan.flight?.settle({ kind: 'object', object: f.object, stored });
+              else {
+                // §4.3.4: the 304 now forbids storing: the validated body answers this request only.
+                ctx.store.delete(plan.stale!.key);
+                if (MARKABLE.has(f.reason)) ctx.passMarks.set(primary, true);
+                plan.flight?.settle({ kind: 'uncacheable' });
+              }
+              if (client && clientMode === 'pending') {
+                client.served = 'origin';
+                client.cache = {
+                  hit: false,
+                  fwd: plan.fwd,
+                  fwdStatus: 304,
+                  ttl: stored ? ttlSeconds(f.object, responseTimeMs) : undefined,
+                  stored,
+                  collapsed: client.cache.collapsed,
+                  detail: f.kind === 'not-storable' ? `not-stored=${f.reason}` : undefined,
+                };
+                deliverObject(ctx, client, f.object, responseTimeMs);
+              }
+              clientMode = 'none';
+              return;
             }
-            if (st >= 500 && client && clientMode === 'pending' && usableOnError(plan.stale, responseTimeMs)) {
+            if (isErrorStatus(st) && client && clientMode === 'pending' && usableOnError(plan.stale, responseTimeMs)) {
               // Never let an origin error replace a good object: the stale copy answers instead.
               client.proxyStatus = proxyStatusForReceived(ctx.name, st, backend.name);
               deliverStale(ctx, client, plan.stale, responseTimeMs, `stale-if-error; received-status=${st}`, st);
               clientMode = 'none';
             }
-            const d = storageDecision(ctx, reqHeaders, st, h, requestTimeMs, responseTimeMs);
+            const d = storageDecision(ctx, reqHeaders, st, h, requestTimeMs, responseTimeMs, plan.route?.policy);
             if (d.store) {
               decision = d;
               storeMode = 'store';
@@ -210,7 +321,12 @@ function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: 
               storeMode = 'transient';
               collector = new BodyCollector(TRANSIENT_MAX_BYTES);
             } else {
-              if (MARKABLE.has(d.reason)) ctx.passMarks.set(primary, true);
+              if (MARKABLE.has(d.reason)) {
+                ctx.passMarks.set(primary, true);
+                // The origin's current answer may not be stored: the older copy must not keep being
+                // served (stale-while-revalidate would hand it out for the whole grace).
+                if (plan.stale) ctx.store.delete(plan.stale.key);
+              }
               plan.flight?.settle({ kind: 'uncacheable' });
             }
             if (client && clientMode === 'pending') {
@@ -279,6 +395,7 @@ function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: 
           finish({ kind: 'failed', error: err, responseStarted: status !== undefined && (client?.res.headersSent ?? false) });
         },
       },
+      { fresh: opts.fresh, timeouts: opts.timeouts },
     );
 
     const unsubscribe = client?.onGone(() => {

@@ -22,9 +22,13 @@ export function lookup(ctx: ProxyContext, ex: Exchange, now: number): LookupOutc
   if (ctx.invalidator.apply(object.key, object)) return { kind: 'miss', primary, fwd: 'uri-miss', passMarked };
   let state = objectState(object, now);
   if (ctx.config.cache.honor_client_cache_control && (state === 'fresh' || state === 'stale-revalidate')) {
-    // RFC 9111 §5.2.1: request no-cache / max-age=0 ask for validation; only when the operator allows it.
+    // RFC 9111 §5.2.1: request no-cache (§5.2.1.4), an age over the client's max-age (§5.2.1.1) or less
+    // freshness left than its min-fresh (§5.2.1.3) ask for validation; only when the operator allows it.
     const cc = parseCacheControl(ex.req.headers['cache-control']);
-    if (cc.noCache || cc.maxAge === 0) state = 'keep';
+    const ageMs = object.freshness.initialAgeMs + (now - object.responseTimeMs);
+    const tooOld = cc.maxAge !== undefined && ageMs > cc.maxAge * 1000;
+    const tooClose = cc.minFresh !== undefined && object.expiresAt - now < cc.minFresh * 1000;
+    if (cc.noCache || tooOld || tooClose) state = 'keep';
   }
   if (state === 'fresh') return { kind: 'fresh', primary, object };
   if (state === 'stale-revalidate') return { kind: 'stale-revalidate', primary, object };

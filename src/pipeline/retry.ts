@@ -1,12 +1,27 @@
-// The single retry decision (STYLE habit 7). Connection failures — nothing was sent — are retryable for
-// any method; otherwise only a replayable idempotent request, before any response byte went to the
-// client. The keep-alive race (a reused socket closed under us with zero response bytes) is retried once.
+// The single retry decision (STYLE habit 7, FAILURES.md). Connection failures — nothing was sent — are
+// retryable for any method, on another backend. Otherwise only an idempotent request (RFC 9110 §9.2.2)
+// whose body can be sent again (none, or buffered), before any response byte went to the client, for a
+// retryable class: the connection closed before the answer (`connection_terminated`), and when configured
+// a first-byte timeout or a 502/503/504 from the origin. The keep-alive race — a reused socket closed under
+// us with zero response bytes — is retried once on a fresh connection to the same backend (the backend is
+// usually fine: it just closed an idle socket; if it really died, the fresh connect fails fast and the
+// next retry goes elsewhere). Every retry is bounded by `retries.max`, the request's deadline and the
+// pool's retry budget.
+import type { RetryPolicy } from '../config/schema.ts';
 import type { ProxyError } from '../errors.ts';
 
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+/** RFC 9110 §9.2.2: methods whose repetition has the same effect as one request. */
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+export function isIdempotent(method: string): boolean {
+  return IDEMPOTENT.has(method);
+}
 
 export type RetryInput = {
-  error: ProxyError;
+  /** Why the attempt failed; undefined when the origin answered with `status`. */
+  error: ProxyError | undefined;
+  /** A complete status the origin answered with (for `on_status`). */
+  status?: number;
   method: string;
   /** The request body can be sent again (none, or buffered). */
   replayable: boolean;
@@ -14,24 +29,55 @@ export type RetryInput = {
   responseStarted: boolean;
   /** Attempts made so far (1 after the first). */
   attempts: number;
-  maxRetries: number;
-  /** Whether another backend than the failed one is available. */
+  policy: RetryPolicy;
+  /** Age of the request, ms. */
+  elapsedMs: number;
+  /** Whether a backend other than the ones already tried may take the request. */
   otherBackend: boolean;
   /** A stale-keepalive retry was already made for this request. */
   staleKeepaliveRetried: boolean;
+  /** The pool's retry budget has room for one more retry. */
+  budgetAvailable: boolean;
 };
 
-/** Why a retry is allowed (logged as `retry=<reason>`), or null. */
-export type RetryReason = 'connect' | 'stale-keepalive' | 'terminated' | null;
+/** Why a retry is made, logged as `retry=<reason>` on the next attempt. */
+export type RetryReason = 'connect' | 'stale-keepalive' | 'terminated' | 'timeout' | 'status';
 
-export function decideRetry(i: RetryInput): RetryReason {
-  if (i.responseStarted || i.attempts > i.maxRetries) return null;
+/** Why not, for the log: a closed union so dashboards can count them. */
+export type NoRetry = 'response-started' | 'client-error' | 'max' | 'deadline' | 'budget' | 'not-idempotent' | 'not-replayable' | 'not-retryable' | 'no-other-backend';
+
+export type RetryDecision =
+  | { retry: true; reason: RetryReason; /** stale-keepalive: same backend, new connection */ fresh: boolean }
+  | { retry: false; why: NoRetry };
+
+export function decideRetry(i: RetryInput): RetryDecision {
+  const no = (why: NoRetry): RetryDecision => ({ retry: false, why });
+  if (i.responseStarted) return no('response-started');
   const e = i.error;
-  if (e.source === 'downstream') return null;
-  if (e.nothingSent && i.otherBackend) return 'connect';
-  const safe = IDEMPOTENT.has(i.method) && i.replayable;
-  if (!safe) return null;
-  if (e.type === 'connection_terminated' && e.reused && !i.staleKeepaliveRetried) return 'stale-keepalive';
-  if (e.type === 'connection_terminated' && i.otherBackend) return 'terminated';
-  return null;
+  if (e?.source === 'downstream') return no('client-error');
+  if (i.attempts > i.policy.max) return no('max');
+  if (i.elapsedMs >= i.policy.deadline) return no('deadline');
+  const reason = reasonFor(i);
+  if (typeof reason !== 'string') return reason;
+  if (!i.budgetAvailable) return no('budget');
+  return { retry: true, reason, fresh: reason === 'stale-keepalive' };
+}
+
+function reasonFor(i: RetryInput): RetryReason | RetryDecision {
+  const no = (why: NoRetry): RetryDecision => ({ retry: false, why });
+  const e = i.error;
+  // Nothing reached the origin (dns, connect, tls, its connection queue): safe for any method.
+  if (e?.nothingSent) return i.otherBackend ? 'connect' : no('no-other-backend');
+  if (!IDEMPOTENT.has(i.method)) return no('not-idempotent');
+  if (!i.replayable) return no('not-replayable');
+  if (e) {
+    if (e.type === 'connection_terminated') {
+      if (e.reused === true && !i.staleKeepaliveRetried) return 'stale-keepalive';
+      return i.otherBackend ? 'terminated' : no('no-other-backend');
+    }
+    if (e.type === 'http_response_timeout' && e.phase === 'wait_headers' && i.policy.on_timeout) return i.otherBackend ? 'timeout' : no('no-other-backend');
+    return no('not-retryable');
+  }
+  if (i.status !== undefined && i.policy.on_status.includes(i.status)) return i.otherBackend ? 'status' : no('no-other-backend');
+  return no('not-retryable');
 }

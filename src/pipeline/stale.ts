@@ -5,6 +5,13 @@ import type { Exchange } from '../server/exchange.ts';
 import type { ProxyContext } from './context.ts';
 import { deliverObject } from './deliver.ts';
 
+/** RFC 5861 §4: the origin answers that count as an error for stale-if-error (others are passed on). */
+const ERROR_STATUSES: ReadonlySet<number> = new Set([500, 502, 503, 504]);
+
+export function isErrorStatus(status: number): boolean {
+  return ERROR_STATUSES.has(status);
+}
+
 /** May this object stand in for a failed fetch right now? */
 export function usableOnError(o: CachedObject | undefined, now: number): o is CachedObject {
   if (!o) return false;

@@ -1,6 +1,6 @@
 // The request's path, in order — read this file first.
 //
-//   receive → route → lookup ─ fresh ──────────────────────────────→ deliver (hit)
+//   receive → route → (maintenance: page, or stale-only) → lookup ─ fresh ──────────────────────────────→ deliver (hit)
 //                            ├ stale, within grace ─ deliver stale, refresh in background
 //                            └ miss / expired ─ coalesce ─ waiter ─→ deliver the leader's result
 //                                                        └ leader ─→ forward: choose backend → fetch
@@ -18,8 +18,9 @@ import { deliverObject, deliverSimple } from './deliver.ts';
 import { forward, type ForwardPlan } from './forward.ts';
 import { lookup, type LookupOutcome } from './lookup.ts';
 import { receive } from './receive.ts';
+import { deliverMaintenancePage, serveStaleOnly } from './maintenance.ts';
 import { route, type Route } from './route.ts';
-import { deliverStale, usableOnError } from './stale.ts';
+import { deliverStale, isErrorStatus, usableOnError } from './stale.ts';
 import { proxyStatusForReceived, synthError } from './synth.ts';
 
 export async function handle(ctx: ProxyContext, ex: Exchange, body: Readable | null): Promise<void> {
@@ -30,8 +31,15 @@ export async function handle(ctx: ProxyContext, ex: Exchange, body: Readable | n
     return deliverSimple(ctx, ex, refusal.status, refusal.text, refusal.headers);
   }
   const r = route(ctx, ex);
+  if (!r) {
+    // FAILURES.md proxy_configuration_error: no route matched and there is no default pool.
+    return synthError(ctx, ex, new ProxyError({ type: 'proxy_configuration_error', phase: 'route', source: 'internal', context: { host: ex.host, path: ex.target } }));
+  }
+  const now = Date.now();
+  const m = ctx.maintenance.modeFor(r.pool.name, now);
+  if (m.mode === 'page') return deliverMaintenancePage(ctx, ex, m, now);
+  if (m.mode === 'stale-only') return serveStaleOnly(ctx, ex, m, now);
   if (r.cache && (ex.method === 'GET' || ex.method === 'HEAD') && body === null) {
-    const now = Date.now();
     const l = lookup(ctx, ex, now);
     switch (l.kind) {
       case 'fresh':
@@ -46,13 +54,13 @@ export async function handle(ctx: ProxyContext, ex: Exchange, body: Readable | n
         return miss(ctx, ex, r, l);
     }
   }
-  await forward(ctx, { pool: r.pool, primary: undefined, stale: undefined, flight: undefined, fwd: ex.method === 'GET' || ex.method === 'HEAD' ? 'request' : 'method', client: ex, source: ex, body });
+  await forward(ctx, { pool: r.pool, route: r, primary: undefined, stale: undefined, flight: undefined, fwd: ex.method === 'GET' || ex.method === 'HEAD' ? 'request' : 'method', client: ex, source: ex, body });
   if (ex.method !== 'GET' && ex.method !== 'HEAD' && ex.method !== 'OPTIONS') invalidateAfterUnsafe(ctx, ex);
 }
 
 /** Coalesce: join an identical in-flight fetch, or lead one. */
 async function miss(ctx: ProxyContext, ex: Exchange, r: Route, l: Extract<LookupOutcome, { kind: 'miss' }>): Promise<void> {
-  const plan: ForwardPlan = { pool: r.pool, primary: l.primary, stale: l.object, flight: undefined, fwd: l.fwd, client: ex, source: ex, body: null };
+  const plan: ForwardPlan = { pool: r.pool, route: r, primary: l.primary, stale: l.object, flight: undefined, fwd: l.fwd, client: ex, source: ex, body: null };
   const existing = l.passMarked ? undefined : ctx.coalescer.get(l.primary);
   if (!existing) {
     if (l.passMarked) {
@@ -75,6 +83,11 @@ async function miss(ctx: ProxyContext, ex: Exchange, r: Route, l: Extract<Lookup
     case 'object': {
       const o = w.object;
       const matches = o.varyFields.length === 0 ? true : o.key === o.primary + varyKey(o.varyFields, ex.req.headers as Headers);
+      if (matches && isErrorStatus(o.status) && !w.stored && usableOnError(l.object, now)) {
+        // RFC 5861 §4: the leader's origin error is our error too: our stale copy answers, as it did the leader.
+        ex.proxyStatus = proxyStatusForReceived(ctx.name, o.status, undefined);
+        return deliverStale(ctx, ex, l.object, now, `stale-if-error; received-status=${o.status}`, o.status);
+      }
       if (matches) {
         ex.served = 'collapsed';
         ex.cache = { hit: false, fwd: l.fwd, fwdStatus: o.status, collapsed: true, stored: w.stored, ttl: w.stored ? ttlSeconds(o, now) : undefined };
@@ -104,7 +117,7 @@ function refreshInBackground(ctx: ProxyContext, ex: Exchange, r: Route, primary:
   if (ctx.coalescer.get(primary)) return; // a refresh is already running
   const flight = ctx.coalescer.lead(primary);
   ctx.background++;
-  forward(ctx, { pool: r.pool, primary, stale, flight, fwd: 'stale', client: null, source: ex, body: null })
+  forward(ctx, { pool: r.pool, route: r, primary, stale, flight, fwd: 'stale', client: null, source: ex, body: null })
     .catch(() => undefined)
     .finally(() => {
       ctx.background--;

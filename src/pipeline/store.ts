@@ -3,7 +3,7 @@
 import { parseVary, varyKey } from '../cache/key.ts';
 import type { CachedObject } from '../cache/object.ts';
 import { parseTags } from '../cache/invalidate.ts';
-import { decideStorage, type Headers, type StoreDecision } from '../cache/storable.ts';
+import { decideStorage, type Headers, type NotStorableReason, type StoragePolicy, type StoreDecision } from '../cache/storable.ts';
 import type { ProxyContext } from './context.ts';
 import { responseHeaderList } from './headers.ts';
 
@@ -42,8 +42,9 @@ export class BodyCollector {
   }
 }
 
-export function storageDecision(ctx: ProxyContext, reqHeaders: Headers, status: number, headers: Headers, requestTimeMs: number, responseTimeMs: number): StoreDecision {
-  const d = decideStorage('GET', reqHeaders, { status, headers, requestTimeMs, responseTimeMs }, ctx.policy);
+/** `policy`: a route's TTL/grace overrides (pipeline/route.ts), else the context's. */
+export function storageDecision(ctx: ProxyContext, reqHeaders: Headers, status: number, headers: Headers, requestTimeMs: number, responseTimeMs: number, policy: StoragePolicy = ctx.policy): StoreDecision {
+  const d = decideStorage('GET', reqHeaders, { status, headers, requestTimeMs, responseTimeMs }, policy);
   if (d.store) {
     const len = Number(headers['content-length']);
     if (Number.isFinite(len) && len > ctx.maxObjectBytes) return { store: false, reason: 'too-large' };
@@ -97,29 +98,49 @@ export function buildObject(ctx: ProxyContext, i: ObjectInput): CachedObject {
   };
 }
 
+/** What a 304 did to the stored object it answered (RFC 9111 §4.3.3, §4.3.4). */
+export type Freshened =
+  /** The object with the 304's fields and new freshness: store it and deliver it. */
+  | { kind: 'fresh'; object: CachedObject }
+  /** The body is still current but the 304's fields forbid storing it (e.g. no-store now): deliver it once, drop the stored copy. */
+  | { kind: 'not-storable'; object: CachedObject; reason: NotStorableReason }
+  /** The 304 names another representation (its ETag differs): it must not update the stored object. */
+  | { kind: 'mismatch' };
+
+/** Freshness of a copy delivered once and never stored. */
+const DELIVER_ONCE: Extract<StoreDecision, { store: true }> = {
+  store: true,
+  freshness: { lifetime: { ms: 0, source: 'none' }, initialAgeMs: 0, swrMs: 0, sieMs: 0, keepMs: 0, noStaleServe: true, alwaysRevalidate: true },
+};
+
 /**
  * §4.3.4: a 304 freshens the stored object: its header fields replace the stored ones (except framing),
- * and freshness is recomputed. Returns undefined when the 304 does not match the object's validator.
+ * and freshness is recomputed.
  */
-export function freshenObject(ctx: ProxyContext, o: CachedObject, reqHeaders: Headers, notModified: Headers, requestTimeMs: number, responseTimeMs: number): CachedObject | undefined {
+export function freshenObject(ctx: ProxyContext, o: CachedObject, reqHeaders: Headers, notModified: Headers, requestTimeMs: number, responseTimeMs: number, policy: StoragePolicy = ctx.policy): Freshened {
   const etag = notModified['etag'];
-  if (typeof etag === 'string' && o.etag !== undefined && etag.replace(/^W\//, '') !== o.etag.replace(/^W\//, '')) return undefined;
+  if (typeof etag === 'string' && o.etag !== undefined && etag.replace(/^W\//, '') !== o.etag.replace(/^W\//, '')) return { kind: 'mismatch' };
   const merged: Headers = { ...o.headers };
+  // Age and Date describe a response message, not the representation: the 304 is a new response, so the
+  // stored ones must not survive it (an old `Age: 100` would leave the object born stale, revalidated on
+  // every request). §4.2.3 then computes the age of the 304 itself.
+  delete merged['age'];
+  delete merged['date'];
   for (const [k, v] of Object.entries(notModified)) {
     if (k === 'content-length' || k === 'content-encoding' || k === 'transfer-encoding' || k === 'content-range') continue;
     merged[k] = v;
   }
-  const decision = decideStorage('GET', reqHeaders, { status: o.status, headers: merged, requestTimeMs, responseTimeMs }, ctx.policy);
-  if (!decision.store) return undefined;
-  return buildObject(ctx, {
+  const decision = decideStorage('GET', reqHeaders, { status: o.status, headers: merged, requestTimeMs, responseTimeMs }, policy);
+  const object = buildObject(ctx, {
     primary: o.primary,
     reqHeaders,
     status: o.status,
     statusMessage: o.statusMessage,
     headers: merged,
     body: o.body,
-    decision,
+    decision: decision.store ? decision : DELIVER_ONCE,
     requestTimeMs,
     responseTimeMs,
   });
+  return decision.store ? { kind: 'fresh', object } : { kind: 'not-storable', object, reason: decision.reason };
 }

@@ -14,7 +14,8 @@ export type Served =
   | 'origin' // fetched now (miss, pass, revalidation)
   | 'collapsed' // waited on another request's fetch
   | 'synth' // explained error made by Lacquer
-  | 'refused'; // rejected at receive (4xx)
+  | 'refused' // rejected at receive (4xx)
+  | 'maintenance'; // the maintenance page
 
 export type CacheFacts = {
   hit: boolean;
@@ -59,6 +60,7 @@ export class Exchange {
   /** Set when the request body went over limits.request_body_size. */
   bodyTooLarge = false;
   #goneListeners: (() => void)[] | undefined;
+  #endedAt: number | undefined;
 
   constructor(req: IncomingMessage, res: ServerResponse) {
     this.req = req;
@@ -93,7 +95,13 @@ export class Exchange {
     if (l) for (const cb of l) cb();
   }
 
+  /** Called by the listener when the response closed: the exchange's duration stops here, even if the
+   *  pipeline carries on (e.g. finishing a download for the cache after the client left). */
+  markEnded(): void {
+    this.#endedAt ??= performance.now();
+  }
+
   elapsedMs(): number {
-    return performance.now() - this.start;
+    return (this.#endedAt ?? performance.now()) - this.start;
   }
 }

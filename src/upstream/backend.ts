@@ -1,9 +1,16 @@
-// One origin server: its undici connection pool, its effective timeouts and its live counters.
+// One origin server: its undici connection pool, its effective timeouts, its connection slots (the
+// `max_connections` cap and its wait queue), its health, and its live counters.
 // State belongs to its owner, the BackendPool (pool.ts); health and ejection hang off this object.
-import { Pool } from 'undici';
-import type { BackendConfig, TimeoutConfig } from '../config/schema.ts';
+import { Client, Pool, type Dispatcher } from 'undici';
+import type { BackendConfig, HealthConfig, OverloadConfig, ProbeConfig, TimeoutConfig } from '../config/schema.ts';
+import { sectionDefaults } from './defaults.ts';
+import { Gate } from './gate.ts';
+import { BackendHealth } from './health/status.ts';
 
 export type BackendOptions = { timeouts: TimeoutConfig; responseHeaderSize: number };
+
+/** Recent time-to-first-byte samples kept per backend for the percentiles in failure reports. */
+const TTFB_SAMPLES = 256;
 
 export class Backend {
   readonly name: string;
@@ -14,10 +21,20 @@ export class Backend {
   readonly maxConnections: number | undefined;
   readonly timeouts: TimeoutConfig;
   readonly dispatcher: Pool;
+  /**
+   * Connection slots: at most `max_connections` requests at once, the rest wait in a bounded queue.
+   * Replaced by the owning pool (its `overload.backend_queue`).
+   */
+  slots: Gate;
+  /** Probes, ejection, override, slow start. Replaced by the owning pool with its settings (`adopt`). */
+  health: BackendHealth;
   /** Requests currently being fetched from this backend. */
   inflight = 0;
   /** Fetches started and failed, by outcome; read by the admin plane. */
-  readonly counters = { requests: 0, failures: 0 };
+  readonly counters = { requests: 0, failures: 0, staleKeepaliveRetries: 0, errorsByClass: {} as Record<string, number> };
+  readonly #ttfb: number[] = [];
+  #ttfbNext = 0;
+  readonly #clientOptions: Pool.Options;
 
   constructor(cfg: BackendConfig, opts: BackendOptions) {
     this.name = cfg.name;
@@ -27,8 +44,7 @@ export class Backend {
     this.zone = cfg.zone;
     this.maxConnections = cfg.max_connections;
     this.timeouts = opts.timeouts;
-    this.dispatcher = new Pool(this.origin, {
-      connections: cfg.max_connections ?? null,
+    this.#clientOptions = {
       pipelining: 1,
       connectTimeout: opts.timeouts.connect,
       headersTimeout: opts.timeouts.first_byte,
@@ -39,7 +55,49 @@ export class Backend {
       keepAliveMaxTimeout: opts.timeouts.idle,
       keepAliveTimeoutThreshold: 1000,
       maxHeaderSize: opts.responseHeaderSize,
-    });
+    };
+    // No connection cap in undici: its pool would queue beyond the cap invisibly and without a deadline.
+    // `slots` caps requests (pipelining 1: one request per socket, so it caps sockets too).
+    this.dispatcher = new Pool(this.origin, { ...this.#clientOptions, connections: null });
+    const d = sectionDefaults();
+    this.slots = new Gate(cfg.max_connections ?? 0, d.overload.backend_queue);
+    this.health = new BackendHealth(d.health, d.probe);
+  }
+
+  /** Called by the pool that owns this backend: its health and queue settings apply. */
+  adopt(health: HealthConfig, probe: ProbeConfig, overload: OverloadConfig): void {
+    this.health = new BackendHealth(health, probe);
+    this.slots = new Gate(this.maxConnections ?? 0, overload.backend_queue);
+  }
+
+  /** Requests holding or waiting for a slot: what least_connections compares. */
+  get load(): number {
+    return this.slots.active + this.slots.queued;
+  }
+
+  /**
+   * The dispatcher for one attempt. `fresh`: a one-request client on a new connection, for the retry of
+   * the keep-alive race — a second try on the pool could pick another idle socket the origin is closing
+   * at the same moment. It closes itself once its one request is done.
+   */
+  dispatcherFor(fresh: boolean): Dispatcher {
+    if (!fresh) return this.dispatcher;
+    const client = new Client(this.origin, { ...this.#clientOptions, pipelining: 1 });
+    // close() lets the queued request finish, then closes the socket.
+    setImmediate(() => void client.close().catch(() => undefined));
+    return client;
+  }
+
+  recordTtfb(ms: number): void {
+    this.#ttfb[this.#ttfbNext] = ms;
+    this.#ttfbNext = (this.#ttfbNext + 1) % TTFB_SAMPLES;
+  }
+
+  /** The p-th percentile (0..100) of recent time to first byte, ms. */
+  ttfbPercentile(p: number): number | undefined {
+    if (this.#ttfb.length === 0) return undefined;
+    const sorted = [...this.#ttfb].sort((a, b) => a - b);
+    return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
   }
 
   async close(): Promise<void> {

@@ -23,6 +23,12 @@ export type BackendSnapshot = {
   maxConnections: number | null;
   queueLength: number;
   ejections: number;
+  /** While ejected by passive health: when the ejection ends (then half-open), ISO time. */
+  ejectedUntil?: string;
+  /** Failed requests in a row (passive health). */
+  consecutiveFailures?: number;
+  /** Slow start: share of its weight the backend gets now, 0.1..1. */
+  share?: number;
   /** Recent time to first byte, ms. */
   ttfbP50: number | undefined;
   ttfbP99: number | undefined;
@@ -32,4 +38,21 @@ export type BackendSnapshot = {
   requests: number;
 };
 
-export type PoolSnapshot = { name: string; director: string; healthy: number; total: number; panic: boolean; backends: BackendSnapshot[] };
+export type PoolSnapshot = {
+  name: string;
+  director: string;
+  healthy: number;
+  total: number;
+  panic: boolean;
+  backends: BackendSnapshot[];
+  /** Times the pool entered panic mode. */
+  panics?: number;
+  /** Requests holding a pool slot, the cap (`max_concurrency`, null = none) and the pool queue. */
+  inflight?: number;
+  maxConcurrency?: number | null;
+  queueLength?: number;
+  /** Requests shed because the pool queue was full. */
+  shed?: number;
+  /** The retry budget over its window: retries made, retries allowed, retries refused since start. */
+  retryBudget?: { spent: number; allowance: number; denied: number };
+};

@@ -1,0 +1,380 @@
+// `npm run bench`: throughput, latency and memory of Lacquer beside a bare Node server (the ceiling),
+// the origin itself and, when installed, Varnish — in one run, on loopback, with the load generator in
+// its own process. Measurements are interleaved over several rounds so background noise hits every
+// column alike; each figure is the median of its rounds. Everything it starts, it stops (bounded).
+//
+//   node bench/run.ts [--duration 8] [--rounds 3] [--quick] [--only id,id] [--no-fill] [--no-varnish]
+//                     [--connections 64] [--threads 2] [--generator wrk|autocannon] [--profile] [--json FILE]
+//                     [--baseline DIR]   (DIR: another checkout of Lacquer, run as an extra column for before/after)
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pickGenerator, type LoadResult } from './load.ts';
+import { cpuMs, firstJsonLine, freePort, killAllNow, rssBytes, start, stop, stopAll, waitForPort, type Child } from './procs.ts';
+import { summarise } from './top-self.ts';
+import { startVarnish, VARNISH_HINT, varnishVersion } from './varnish.ts';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const MiB = 1024 * 1024;
+
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: 'string' },
+    rounds: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    'no-fill': { type: 'boolean', default: false },
+    'no-varnish': { type: 'boolean', default: false },
+    connections: { type: 'string', default: '64' },
+    threads: { type: 'string', default: '2' },
+    generator: { type: 'string' },
+    'fill-memory': { type: 'string', default: '64' },
+    profile: { type: 'boolean', default: false },
+    json: { type: 'string' },
+    baseline: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (args.help) {
+  console.log(readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(0, 9).join('\n'));
+  process.exit(0);
+}
+
+const seconds = Number(args.duration ?? (args.quick ? 3 : 8));
+const rounds = Number(args.rounds ?? (args.quick ? 1 : 3));
+const warmupSeconds = args.quick ? 1 : 2;
+const connections = Number(args.connections);
+const threads = Number(args.threads);
+const fillMiB = Number(args['fill-memory']);
+if (!(seconds > 0 && rounds > 0 && connections > 0 && threads > 0 && fillMiB > 0)) {
+  console.error('--duration, --rounds, --connections, --threads and --fill-memory take positive numbers');
+  process.exit(2);
+}
+
+type Target = 'ceiling' | 'lacquer' | 'baseline' | 'varnish' | 'direct';
+type Workload = '1 KiB hit' | '100 KiB hit' | 'pass (no-store)';
+type Scenario = { id: string; workload: Workload; target: Target; path: string; bytes: number };
+
+const SCENARIOS: Scenario[] = [
+  { id: 'ceiling', workload: '1 KiB hit', target: 'ceiling', path: '/1k', bytes: 1024 },
+  { id: 'lacquer-1k', workload: '1 KiB hit', target: 'lacquer', path: '/1k', bytes: 1024 },
+  { id: 'varnish-1k', workload: '1 KiB hit', target: 'varnish', path: '/1k', bytes: 1024 },
+  { id: 'lacquer-100k', workload: '100 KiB hit', target: 'lacquer', path: '/100k', bytes: 102_400 },
+  { id: 'varnish-100k', workload: '100 KiB hit', target: 'varnish', path: '/100k', bytes: 102_400 },
+  { id: 'direct-pass', workload: 'pass (no-store)', target: 'direct', path: '/pass', bytes: 1024 },
+  { id: 'lacquer-pass', workload: 'pass (no-store)', target: 'lacquer', path: '/pass', bytes: 1024 },
+  { id: 'varnish-pass', workload: 'pass (no-store)', target: 'varnish', path: '/pass', bytes: 1024 },
+  // --baseline DIR: the same three Lacquer columns from another checkout (before/after in one run).
+  { id: 'baseline-1k', workload: '1 KiB hit', target: 'baseline', path: '/1k', bytes: 1024 },
+  { id: 'baseline-100k', workload: '100 KiB hit', target: 'baseline', path: '/100k', bytes: 102_400 },
+  { id: 'baseline-pass', workload: 'pass (no-store)', target: 'baseline', path: '/pass', bytes: 1024 },
+];
+
+const TARGET_LABEL: Record<Target, string> = { ceiling: 'bare node:http (ceiling)', lacquer: 'Lacquer', baseline: 'Lacquer (baseline)', varnish: 'Varnish', direct: 'origin directly' };
+
+/** cpuUs: CPU time the server process used per request (user + system) — much less noisy than req/s on a shared machine. */
+type Sample = LoadResult & { rssBytes: number; cpuUs: number };
+
+// ---------------------------------------------------------------------------------------------
+// Bounded: a hard deadline from the plan; on any exit, our own children are killed.
+
+const hasVarnish = !args['no-varnish'] && varnishVersion() !== undefined;
+const baselineRoot = args.baseline ? resolve(args.baseline) : undefined;
+let scenarios = SCENARIOS.filter((s) => (s.target !== 'varnish' || hasVarnish) && (s.target !== 'baseline' || baselineRoot));
+if (args.only) {
+  const ids = new Set(args.only.split(','));
+  scenarios = scenarios.filter((s) => ids.has(s.id));
+  if (scenarios.length === 0) {
+    console.error(`--only matched nothing; ids: ${SCENARIOS.map((s) => s.id).join(', ')}`);
+    process.exit(2);
+  }
+}
+const doFill = !args['no-fill'] && !args.only;
+const fillSeconds = Math.max(seconds, 5);
+const planSeconds = scenarios.length * (warmupSeconds + rounds * seconds) + (doFill ? fillSeconds + 20 : 0);
+const hardDeadlineMs = (planSeconds * 1.5 + 120) * 1000;
+const deadline = setTimeout(() => {
+  console.error(`bench: over its hard deadline of ${Math.round(hardDeadlineMs / 1000)} s, stopping`);
+  killAllNow();
+  process.exit(3);
+}, hardDeadlineMs);
+process.on('exit', killAllNow);
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    killAllNow();
+    process.exit(130);
+  });
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'lacquer-bench-'));
+const generator = pickGenerator(args.generator);
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+// ---------------------------------------------------------------------------------------------
+// The processes under test.
+
+function nodeChild(name: string, file: string, env: Record<string, string> = {}): Child {
+  return start(name, process.execPath, [join(ROOT, file)], { cwd: ROOT, env: { ...process.env, ...env } });
+}
+
+async function startLacquer(name: string, originPort: number, memory: string, o: { profileDir?: string; root?: string } = {}): Promise<{ child: Child; port: number; accessLog: string }> {
+  const port = await freePort();
+  const adminPort = await freePort();
+  const accessLog = join(dir, `${name}-access.log`);
+  const config = join(dir, `${name}.yaml`);
+  writeFileSync(
+    config,
+    [
+      `listen: 127.0.0.1:${port}`,
+      'cache:',
+      `  memory: ${memory}`,
+      'backends:',
+      '  - name: origin',
+      `    url: http://127.0.0.1:${originPort}`,
+      'log:',
+      `  access: ${accessLog}   # logging stays on: it is part of the cost`,
+      'proxy:',
+      '  drain_timeout: 2s',
+      'admin:   # stays on (metrics are counted per request), on a port of its own',
+      `  listen: 127.0.0.1:${adminPort}`,
+      '',
+    ].join('\n'),
+  );
+  const prof = o.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`] : [];
+  const root = o.root ?? ROOT;
+  const child = start(name, process.execPath, [...prof, join(root, 'src/cli/main.ts'), 'serve', '-c', config], { cwd: root });
+  let err = '';
+  child.proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  child.proc.stdout?.resume();
+  await waitForPort(port, child).catch((e: Error) => {
+    throw new Error(`${e.message}\n${err}`);
+  });
+  return { child, port, accessLog };
+}
+
+async function get(port: number, path: string): Promise<{ status: number; headers: Headers; bytes: number }> {
+  const r = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(5000) });
+  const b = await r.arrayBuffer();
+  return { status: r.status, headers: r.headers, bytes: b.byteLength };
+}
+
+/** Measuring the wrong thing is worse than not measuring: check each column answers what it should. */
+async function verify(s: Scenario, port: number): Promise<void> {
+  await get(port, s.path); // the miss that fills the cache
+  const r = await get(port, s.path);
+  const problems: string[] = [];
+  if (r.status !== 200) problems.push(`status ${r.status}`);
+  if (r.bytes !== s.bytes) problems.push(`${r.bytes} body bytes, expected ${s.bytes}`);
+  const hit = s.target === 'lacquer' ? /; hit/.test(r.headers.get('cache-status') ?? '') : s.target === 'varnish' ? /^\d+ \d+$/.test(r.headers.get('x-varnish') ?? '') : undefined;
+  if (hit !== undefined && hit !== s.workload.endsWith('hit')) problems.push(`${hit ? 'a hit' : 'not a hit'} on the second request (cache-status: ${r.headers.get('cache-status')}, x-varnish: ${r.headers.get('x-varnish')})`);
+  if (problems.length) throw new Error(`${s.id}: ${problems.join('; ')}`);
+}
+
+const median = (xs: number[]) => {
+  const a = [...xs].sort((x, y) => x - y);
+  return a.length === 0 ? NaN : a.length % 2 ? a[(a.length - 1) / 2] : (a[a.length / 2 - 1] + a[a.length / 2]) / 2;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+const machine = {
+  date: new Date().toISOString(),
+  nproc: availableParallelism(),
+  cpu: /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? 'unknown',
+  node: process.version,
+  generator: `${generator.kind} ${generator.version}`,
+  varnish: hasVarnish ? varnishVersion() : undefined,
+  loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
+};
+
+log(`bench: ${machine.cpu}, ${machine.nproc} cpus, node ${machine.node}, ${machine.generator}${machine.varnish ? `, varnish ${machine.varnish}` : ''}; load average ${machine.loadavg}`);
+if (!hasVarnish && !args['no-varnish']) log(`bench: ${VARNISH_HINT}`);
+if (generator.kind !== 'wrk') log('bench: wrk is not installed, using autocannon (slower, in Node): apt-get install -y wrk');
+log(`bench: ${scenarios.length} columns × ${rounds} rounds × ${seconds} s, -t${threads} -c${connections}; temp dir ${dir}`);
+
+const samples = new Map<string, Sample[]>(scenarios.map((s) => [s.id, []]));
+let fill: { memoryBytes: number; rssBytes: number; hwmBytes: number; rps: number; hits: number; lines: number; keys: number } | undefined;
+let profiles: string[] = [];
+
+try {
+  const origin = nodeChild('origin', 'bench/origin-process.ts');
+  const bare = nodeChild('ceiling', 'bench/bare-server.ts');
+  const originPort = (await firstJsonLine<{ port: number }>(origin)).port;
+  const barePort = (await firstJsonLine<{ port: number }>(bare)).port;
+  const profileDir = args.profile ? join(dir, 'profile') : undefined;
+  const lacquer = await startLacquer('lacquer', originPort, '256MiB', { profileDir });
+  const baseline = baselineRoot && scenarios.some((s) => s.target === 'baseline') ? await startLacquer('baseline', originPort, '256MiB', { root: baselineRoot }) : undefined;
+  const varnish = scenarios.some((s) => s.target === 'varnish') ? await startVarnish(dir, originPort, '256m') : undefined;
+
+  const where: Record<Target, { port: number; child: Child } | undefined> = {
+    ceiling: { port: barePort, child: bare },
+    direct: { port: originPort, child: origin },
+    lacquer: { port: lacquer.port, child: lacquer.child },
+    baseline: baseline ? { port: baseline.port, child: baseline.child } : undefined,
+    varnish: varnish ? { port: varnish.port, child: varnish.child } : undefined,
+  };
+  const run = async (s: Scenario, secs: number): Promise<Sample> => {
+    const w = where[s.target]!;
+    const cpu0 = cpuMs(w.child.pid);
+    const r = await generator.run({ url: `http://127.0.0.1:${w.port}${s.path}`, seconds: secs, connections, threads });
+    return { ...r, rssBytes: rssBytes(w.child.pid), cpuUs: r.requests > 0 ? ((cpuMs(w.child.pid) - cpu0) * 1000) / r.requests : NaN };
+  };
+
+  for (const s of scenarios) await verify(s, where[s.target]!.port);
+  log(`bench: warm-up ${warmupSeconds} s per column`);
+  for (const s of scenarios) await run(s, warmupSeconds);
+
+  for (let round = 0; round < rounds; round++) {
+    // Rotate the order each round so no column always follows the same neighbour.
+    const k = (round * 3) % scenarios.length;
+    const order = [...scenarios.slice(k), ...scenarios.slice(0, k)];
+    for (const s of order) {
+      const r = await run(s, seconds);
+      samples.get(s.id)!.push(r);
+      log(`  round ${round + 1}/${rounds} ${s.id.padEnd(13)} ${Math.round(r.rps).toString().padStart(7)} req/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  cpu ${r.cpuUs.toFixed(1)} µs/req  rss ${(r.rssBytes / MiB).toFixed(0)} MiB${r.errors || r.non2xx ? `  errors ${r.errors} non-2xx ${r.non2xx}` : ''}`);
+    }
+  }
+  await stop(lacquer.child);
+  if (baseline) await stop(baseline.child);
+  if (varnish) await stop(varnish.child);
+  await stop(bare);
+
+  if (profileDir) {
+    profiles = readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile')).map((f) => join(profileDir, f));
+    for (const p of profiles) console.log(`\n\`\`\`\n${summarise(p, 30)}\n\`\`\`\n`);
+  }
+
+  if (doFill) {
+    // The memory bound: fill a small cache past its size with distinct 100 KiB objects (random keys over
+    // twice the capacity, so objects are stored, hit and evicted), then read the server's RSS.
+    const memoryBytes = fillMiB * MiB;
+    const keys = Math.ceil((2 * memoryBytes) / 102_400);
+    const f = await startLacquer('lacquer-fill', originPort, `${fillMiB}MiB`);
+    const script = join(dir, 'fill.lua');
+    writeFileSync(
+      script,
+      [
+        `local keys = ${keys}`,
+        'function setup(thread) thread:set("seed", math.random(1, 1000000000)) end',
+        'function init(args) math.randomseed(seed) end',
+        'function request() return wrk.format("GET", "/fill/" .. math.random(0, keys - 1)) end',
+        '',
+      ].join('\n'),
+    );
+    log(`bench: fill phase, cache.memory ${fillMiB} MiB, ${keys} distinct 100 KiB objects, ${fillSeconds} s`);
+    let rps = NaN;
+    if (generator.kind === 'wrk') rps = (await generator.run({ url: `http://127.0.0.1:${f.port}/`, seconds: fillSeconds, connections, threads, script })).rps;
+    else {
+      // autocannon cannot randomise paths here: fetch every key twice from this process instead.
+      const t0 = performance.now();
+      for (let pass = 0; pass < 2; pass++) {
+        for (let i = 0; i < keys; i += 16) await Promise.all(Array.from({ length: Math.min(16, keys - i) }, (_, j) => get(f.port, `/fill/${i + j}`)));
+      }
+      rps = (2 * keys) / ((performance.now() - t0) / 1000);
+    }
+    const rss = rssBytes(f.child.pid);
+    const hwm = rssBytes(f.child.pid, 'VmHWM');
+    await stop(f.child);
+    const lines = readFileSync(f.accessLog, 'utf8').split('\n').filter((l) => l.includes('"type":"access"'));
+    fill = { memoryBytes, rssBytes: rss, hwmBytes: hwm, rps, hits: lines.filter((l) => l.includes('"served":"hit"')).length, lines: lines.length, keys };
+  }
+  await stopAll();
+} catch (e) {
+  console.error(`bench failed: ${(e as Error).stack ?? e}`);
+  await stopAll();
+  clearTimeout(deadline);
+  process.exit(1);
+}
+clearTimeout(deadline);
+
+// ---------------------------------------------------------------------------------------------
+// Report (Markdown, so it can go into BENCHMARKS.md as is).
+
+type Med = { rps: number; p50: number; p99: number; rss: number; cpuUs: number; errors: number; rounds: Sample[] };
+const med = new Map<string, Med>();
+for (const [id, xs] of samples) {
+  med.set(id, {
+    rps: median(xs.map((x) => x.rps)),
+    p50: median(xs.map((x) => x.p50Ms)),
+    p99: median(xs.map((x) => x.p99Ms)),
+    rss: median(xs.map((x) => x.rssBytes)),
+    cpuUs: median(xs.map((x) => x.cpuUs)),
+    errors: xs.reduce((a, x) => a + x.errors + x.non2xx, 0),
+    rounds: xs,
+  });
+}
+
+const k = (n: number) => (Number.isFinite(n) ? (n >= 1000 ? `${(n / 1000).toFixed(1)}k` : n.toFixed(0)) : '—');
+const ms = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : '—');
+const out: string[] = [];
+out.push(`Date ${machine.date}; ${machine.nproc} CPUs (${machine.cpu}); Node ${machine.node}; ${machine.generator} -t${threads} -c${connections}; ${machine.varnish ? `Varnish ${machine.varnish} (-s malloc,256m, builtin VCL)` : 'Varnish not installed'}; load average at start ${machine.loadavg}.`);
+out.push(`${rounds} round(s) of ${seconds} s per column, interleaved; figures are medians over rounds.`);
+out.push('');
+out.push('| workload | server | req/s | p50 ms | p99 ms | server CPU µs/req | RSS MiB | errors | req/s per round |');
+out.push('|---|---|---:|---:|---:|---:|---:|---:|---|');
+for (const s of scenarios) {
+  const m = med.get(s.id)!;
+  out.push(`| ${s.workload} | ${TARGET_LABEL[s.target]} | ${k(m.rps)} | ${ms(m.p50)} | ${ms(m.p99)} | ${m.cpuUs.toFixed(1)} | ${(m.rss / MiB).toFixed(0)} | ${m.errors} | ${m.rounds.map((r) => k(r.rps)).join(', ')} |`);
+}
+
+/** Ratio of medians, with the spread of the same ratio taken round by round (both measured side by side). */
+const ratio = (a: string, b: string) => {
+  const ma = med.get(a);
+  const mb = med.get(b);
+  if (!ma || !mb) return undefined;
+  const per = ma.rounds.map((r, i) => r.rps / (mb.rounds[i]?.rps ?? NaN)).filter(Number.isFinite);
+  return { value: ma.rps / mb.rps, min: Math.min(...per), max: Math.max(...per) };
+};
+/** Server CPU per request, a over b: the cost ratio, robust to other load on the machine. */
+const cpuRatio = (a: string, b: string) => {
+  const ma = med.get(a);
+  const mb = med.get(b);
+  return ma && mb ? ma.cpuUs / mb.cpuUs : undefined;
+};
+const targets: { name: string; value: string; target: string; met: boolean | undefined }[] = [];
+const addRatio = (name: string, a: string, b: string, min: number | undefined) => {
+  const r = ratio(a, b);
+  if (!r) return;
+  const spread = rounds > 1 ? ` (rounds ${r.min.toFixed(2)}–${r.max.toFixed(2)})` : '';
+  const c = cpuRatio(a, b);
+  const cpu = c === undefined || !Number.isFinite(c) ? '' : `; CPU/req ${c.toFixed(2)}×`;
+  targets.push({ name, value: `${r.value.toFixed(2)}×${spread}${cpu}`, target: min === undefined ? '—' : `≥ ${min.toFixed(1)}×`, met: min === undefined ? undefined : r.value >= min });
+};
+addRatio('1 KiB hit / bare Node ceiling', 'lacquer-1k', 'ceiling', 0.8);
+addRatio('1 KiB hit / Varnish hit', 'lacquer-1k', 'varnish-1k', 1);
+addRatio('100 KiB hit / Varnish hit', 'lacquer-100k', 'varnish-100k', 1);
+addRatio('pass / origin directly', 'lacquer-pass', 'direct-pass', undefined);
+addRatio('pass / Varnish pass', 'lacquer-pass', 'varnish-pass', 1);
+addRatio('1 KiB hit / baseline', 'lacquer-1k', 'baseline-1k', undefined);
+addRatio('100 KiB hit / baseline', 'lacquer-100k', 'baseline-100k', undefined);
+addRatio('pass / baseline', 'lacquer-pass', 'baseline-pass', undefined);
+addRatio('Varnish 1 KiB hit / ceiling', 'varnish-1k', 'ceiling', undefined);
+addRatio('Varnish pass / origin directly', 'varnish-pass', 'direct-pass', undefined);
+for (const id of ['lacquer-1k', 'lacquer-100k']) {
+  const m = med.get(id);
+  if (m) targets.push({ name: `p99 of a ${id === 'lacquer-1k' ? '1 KiB' : '100 KiB'} hit at ${connections} connections`, value: `${ms(m.p99)} ms`, target: '< 5 ms', met: m.p99 < 5 });
+}
+if (fill) {
+  const limit = fill.memoryBytes + 100 * MiB;
+  targets.push({
+    name: `RSS with the cache full (cache.memory ${fillMiB} MiB)`,
+    value: `${(fill.rssBytes / MiB).toFixed(0)} MiB (peak ${(fill.hwmBytes / MiB).toFixed(0)} MiB)`,
+    target: `≤ ${(limit / MiB).toFixed(0)} MiB`,
+    met: fill.hwmBytes <= limit,
+  });
+}
+out.push('');
+out.push('| ratio / target | measured | target | met |');
+out.push('|---|---:|---:|:---:|');
+for (const t of targets) out.push(`| ${t.name} | ${t.value} | ${t.target} | ${t.met === undefined ? '' : t.met ? 'yes' : '**no**'} |`);
+if (fill) {
+  out.push('');
+  out.push(`Fill phase: ${fill.keys} distinct 100 KiB objects requested at random for ${fillSeconds} s (${k(fill.rps)} req/s, ${fill.hits} hits of ${fill.lines} logged requests), cache.memory ${fillMiB} MiB; RSS read from /proc/<pid>/status (VmRSS at the end, VmHWM peak).`);
+}
+if (!hasVarnish && !args['no-varnish']) out.push('', VARNISH_HINT);
+console.log(out.join('\n'));
+if (args.json) writeFileSync(args.json, `${JSON.stringify({ machine, seconds, rounds, connections, threads, samples: Object.fromEntries(samples), fill }, null, 2)}\n`);
+if (profiles.length) log(`bench: CPU profiles kept in ${dir}/profile`);
+else rmSync(dir, { recursive: true, force: true });

@@ -1,0 +1,204 @@
+// The JSON the admin API and the dashboard show: backends, stats, the "why 5xx now" summary, and the
+// dashboard's snapshot. One place builds each view so the API and the live page never disagree.
+import type { ConfigManager } from '../ops/reload.ts';
+import type { ProxyContext } from '../pipeline/context.ts';
+import type { AlertEngine } from '../observe/alerts.ts';
+import { CACHE_LABELS } from '../observe/classify.ts';
+import { count, quantile } from '../observe/histogram.ts';
+import type { Observer } from '../observe/observer.ts';
+import { snapshots } from '../observe/pools.ts';
+import { hitRatio, type Point } from '../observe/timeline.ts';
+import type { WebhookSender } from '../observe/webhooks.ts';
+import type { FailureReport } from '../observe/access-log.ts';
+import type { BackendSnapshot, PoolSnapshot } from '../upstream/state.ts';
+
+export type AdminDeps = {
+  ctx: () => ProxyContext;
+  observer: Observer;
+  alerts: AlertEngine;
+  webhooks: WebhookSender;
+  inflight: () => number;
+  /** Whether API calls need the bearer token (shown by the dashboard). */
+  tokenRequired: boolean;
+  /** Reload and rollback, when the proxy was started with a config manager. */
+  ops?: { config: ConfigManager };
+};
+
+/** Window for the TTFB percentiles shown when the pool does not track its own. */
+const TTFB_WINDOW_MS = 5 * 60_000;
+
+export type BackendRow = {
+  pool: string;
+  name: string;
+  url: string;
+  zone: string | null;
+  weight: number;
+  state: BackendSnapshot['state'];
+  override: BackendSnapshot['override'];
+  /** state, with `(override)` when the operator forced it. */
+  status: string;
+  probe_window: string;
+  last_probe_error: string | null;
+  inflight: number;
+  max_connections: number | null;
+  queue_length: number;
+  ejections: number;
+  ttfb_p50_ms: number | null;
+  ttfb_p99_ms: number | null;
+  first_byte_timeout_ms: number;
+  errors_by_class: Record<string, number>;
+  requests: number;
+};
+
+export type PoolView = { name: string; director: string; healthy: number; total: number; panic: boolean; backends: BackendRow[] };
+
+const r1 = (v: number | undefined) => (v === undefined ? null : Math.round(v * 10) / 10);
+
+export function backendsView(d: AdminDeps, pools: PoolSnapshot[] = snapshots(d.ctx())): PoolView[] {
+  const w = d.observer.timeline.window(TTFB_WINDOW_MS);
+  return pools.map((p) => ({
+    name: p.name,
+    director: p.director,
+    healthy: p.healthy,
+    total: p.total,
+    panic: p.panic,
+    backends: p.backends.map((b): BackendRow => {
+      const key = `${p.name}/${b.name}`;
+      const mine = w.backends.get(key);
+      const has = mine !== undefined && count(mine.ttfb) > 0;
+      const errors = Object.keys(b.errorsByClass).length ? b.errorsByClass : (d.observer.totals.backendErrors[key] ?? {});
+      return {
+        pool: p.name,
+        name: b.name,
+        url: b.url,
+        zone: b.zone ?? null,
+        weight: b.weight,
+        state: b.state,
+        override: b.override,
+        status: b.override === 'auto' ? b.state : `${b.state} (override ${b.override})`,
+        probe_window: b.probeWindow,
+        last_probe_error: b.lastProbeError ?? null,
+        inflight: b.inflight,
+        max_connections: b.maxConnections,
+        queue_length: b.queueLength,
+        ejections: b.ejections,
+        ttfb_p50_ms: r1(b.ttfbP50 ?? (has ? quantile(mine.ttfb, 0.5) : undefined)),
+        ttfb_p99_ms: r1(b.ttfbP99 ?? (has ? quantile(mine.ttfb, 0.99) : undefined)),
+        first_byte_timeout_ms: b.firstByteTimeout,
+        errors_by_class: errors,
+        requests: b.requests,
+      };
+    }),
+  }));
+}
+
+/** Readiness: every pool has a healthy backend; otherwise which pools have none and why. */
+export function readiness(d: AdminDeps): { ready: boolean; pools: { name: string; healthy: number; total: number }[]; problems: string[] } {
+  const pools = snapshots(d.ctx());
+  const problems = pools
+    .filter((p) => p.healthy === 0)
+    .map((p) => `pool ${p.name} has no healthy backend (0/${p.total}: ${p.backends.map((b) => `${b.name} ${b.state}`).join(', ')})`);
+  return { ready: problems.length === 0, pools: pools.map((p) => ({ name: p.name, healthy: p.healthy, total: p.total })), problems };
+}
+
+/** "Why are users getting 5xx right now?": the last minute's 5xx by class with an example, and pool health. */
+export function whyView(d: AdminDeps) {
+  const w = d.observer.timeline.window(60_000);
+  const classes = Object.entries(w.e5xx)
+    .sort((a, b) => b[1] - a[1])
+    .map(([cls, n]) => ({ class: cls, count: n, example_request_id: w.failures[cls]?.example ?? null, backend: w.failures[cls]?.backend ?? null }));
+  const hidden = Object.entries(w.failures)
+    .filter(([cls]) => !(cls in w.e5xx))
+    .map(([cls, f]) => ({ class: cls, count: f.n, example_request_id: f.example, backend: f.backend ?? null }));
+  return { window_s: 60, requests: w.requests, responses_5xx: w.s5xx, classes, hidden_by_stale: hidden, readiness: readiness(d) };
+}
+
+export function statsView(d: AdminDeps) {
+  const o = d.observer;
+  const t = o.totals;
+  const ctx = d.ctx();
+  const store = ctx.store.stats();
+  const w = o.timeline.window(60_000);
+  // Over the last minute, or since start when younger.
+  const secs = Math.max(1, Math.min(60, (Date.now() - o.startedAt) / 1000));
+  const proc = o.process.last();
+  const rate = (n: number) => Math.round((n / secs) * 100) / 100;
+  const hr = hitRatio(t.byCache);
+  const hr1 = hitRatio(w.cache);
+  return {
+    uptime_s: Math.round((Date.now() - o.startedAt) / 1000),
+    inflight: d.inflight(),
+    requests: {
+      total: t.requests,
+      by_cache_status: t.byCache,
+      by_status_class: t.byStatus,
+    },
+    hit_ratio: hr === null ? null : Math.round(hr * 10000) / 10000,
+    stale_served: { total: t.byCache.stale, by_reason: t.staleByReason },
+    coalesced: t.coalesced,
+    errors_by_class: t.errorsByClass,
+    responses_5xx_by_class: t.e5xx,
+    origin_requests: t.originAttempts,
+    retries: t.retries,
+    bytes_out: t.bytesOut,
+    rates_1m: {
+      requests_per_s: rate(w.requests),
+      by_cache_status_per_s: Object.fromEntries(CACHE_LABELS.map((l) => [l, rate(w.cache[l])])),
+      responses_5xx_per_s: rate(w.s5xx),
+      origin_attempts_per_s: rate(w.attempts),
+      origin_failures_per_s: rate(w.attemptFailures),
+      hit_ratio: hr1 === null ? null : Math.round(hr1 * 10000) / 10000,
+      latency_p50_ms: r1(quantile(w.latency, 0.5)),
+      latency_p99_ms: r1(quantile(w.latency, 0.99)),
+    },
+    cache: {
+      bytes: store.bytes,
+      max_bytes: store.maxBytes,
+      fill: store.maxBytes ? Math.round((store.bytes / store.maxBytes) * 10000) / 10000 : 0,
+      objects: store.objects,
+      evictions: store.evictions,
+    },
+    process: {
+      cpu_percent: proc.cpuPercent,
+      rss_bytes: proc.rssBytes,
+      heap_used_bytes: proc.heapUsedBytes,
+      event_loop_delay_p99_ms: proc.eldP99Ms,
+      event_loop_delay_max_ms: proc.eldMaxMs,
+    },
+  };
+}
+
+export function alertsView(d: AdminDeps) {
+  const rules = d.alerts.view();
+  return { firing: rules.filter((r) => r.state === 'firing').map((r) => r.name), rules, deliveries: d.webhooks.recent() };
+}
+
+/** Failure reports, newest first, filtered. */
+export function failuresView(d: AdminDeps, q: { limit?: number; class?: string; backend?: string }): FailureReport[] {
+  const limit = Math.max(1, Math.min(q.limit ?? 50, 1000));
+  const out: FailureReport[] = [];
+  for (const f of d.ctx().log.recentFailures()) {
+    if (q.class && f.class !== q.class) continue;
+    if (q.backend && f.backend !== q.backend && !f.attempts.some((a) => a.backend === q.backend)) continue;
+    out.push(f);
+    if (out.length >= limit) break;
+  }
+  return out;
+}
+
+/** What the live dashboard needs every second (its charts get one new point; the rest is replaced). */
+export function liveView(d: AdminDeps, includeFailures: boolean) {
+  return {
+    at: Date.now(),
+    backends: backendsView(d),
+    paths: d.observer.paths.top(10),
+    alerts: alertsView(d),
+    stats: statsView(d),
+    why: whyView(d),
+    failures: includeFailures ? failuresView(d, { limit: 50 }) : undefined,
+  };
+}
+
+export function dashboardSnapshot(d: AdminDeps): ReturnType<typeof liveView> & { proxy: { name: string; token_required: boolean }; points: readonly Point[] } {
+  return { ...liveView(d, true), proxy: { name: d.ctx().name, token_required: d.tokenRequired }, points: d.observer.timeline.points() };
+}

@@ -1,0 +1,134 @@
+// The observing side of one proxy: fed once per finished request by the listener, it updates the
+// Prometheus metrics, the 15-minute timeline, the top-N paths and the totals behind /api/stats; once a
+// second it samples the process and closes a timeline point, which the dashboard streams.
+import type { ProxyContext } from '../pipeline/context.ts';
+import type { Exchange } from '../server/exchange.ts';
+import { CACHE_LABELS, cacheLabel, fiveXxClass, staleReason, statusClass, type CacheLabel } from './classify.ts';
+import { Metrics } from './metrics.ts';
+import { PoolIndex, snapshots } from './pools.ts';
+import { ProcessSampler } from './process-stats.ts';
+import { Timeline, type Point } from './timeline.ts';
+import { TopPaths } from './top-paths.ts';
+
+/** Counts since start, for /api/stats. */
+export type Totals = {
+  requests: number;
+  byCache: Record<CacheLabel, number>;
+  byStatus: Record<string, number>;
+  e5xx: Record<string, number>;
+  staleByReason: Record<string, number>;
+  coalesced: number;
+  originAttempts: number;
+  retries: number;
+  /** Failure reports by RFC 9209 class (including those answered with stale content). */
+  errorsByClass: Record<string, number>;
+  /** `pool/backend` → class → failed attempts. */
+  backendErrors: Record<string, Record<string, number>>;
+  bytesOut: number;
+};
+
+const TICK_MS = 1000;
+
+export class Observer {
+  readonly metrics: Metrics;
+  readonly timeline: Timeline;
+  readonly paths = new TopPaths();
+  readonly process = new ProcessSampler();
+  readonly pools: PoolIndex;
+  readonly startedAt = Date.now();
+  readonly totals: Totals = {
+    requests: 0,
+    byCache: Object.fromEntries(CACHE_LABELS.map((l) => [l, 0])) as Record<CacheLabel, number>,
+    byStatus: {},
+    e5xx: {},
+    staleByReason: {},
+    coalesced: 0,
+    originAttempts: 0,
+    retries: 0,
+    errorsByClass: {},
+    backendErrors: {},
+    bytesOut: 0,
+  };
+  readonly #ctx: () => ProxyContext;
+  readonly #tickListeners = new Set<(p: Point) => void>();
+  #timer: NodeJS.Timeout | undefined;
+  /** Alert states for the `lacquer_alert_firing` gauge; set by the alert engine once it exists. */
+  alertStates: () => { name: string; firing: boolean }[] = () => [];
+
+  constructor(ctx: () => ProxyContext, inflight: () => number) {
+    this.#ctx = ctx;
+    this.pools = new PoolIndex(ctx);
+    const poolOf = (b: string) => this.pools.poolOf(b);
+    this.metrics = new Metrics({
+      pools: () => snapshots(ctx()),
+      store: () => ctx().store.stats(),
+      inflight,
+      alerts: () => this.alertStates(),
+      poolOf,
+    });
+    this.timeline = new Timeline(poolOf);
+  }
+
+  /** Called once per request at response close (listener.ts). Keep it cheap: this is the hot path. */
+  request(ex: Exchange): void {
+    this.metrics.request(ex);
+    this.timeline.request(ex);
+    this.paths.request(ex);
+    const t = this.totals;
+    const cache = cacheLabel(ex);
+    t.requests++;
+    t.byCache[cache]++;
+    const sc = statusClass(ex);
+    t.byStatus[sc] = (t.byStatus[sc] ?? 0) + 1;
+    const c5 = fiveXxClass(ex);
+    if (c5) t.e5xx[c5] = (t.e5xx[c5] ?? 0) + 1;
+    if (cache === 'stale') {
+      const r = staleReason(ex);
+      t.staleByReason[r] = (t.staleByReason[r] ?? 0) + 1;
+    }
+    if (ex.cache.collapsed) t.coalesced++;
+    if (ex.error) t.errorsByClass[ex.error.type] = (t.errorsByClass[ex.error.type] ?? 0) + 1;
+    t.bytesOut += ex.bytesOut;
+    for (const a of ex.attempts) {
+      t.originAttempts++;
+      if (a.retry) t.retries++;
+      if (a.outcome !== 'ok') {
+        const per = (t.backendErrors[`${this.pools.poolOf(a.backend)}/${a.backend}`] ??= {});
+        per[a.outcome] = (per[a.outcome] ?? 0) + 1;
+      }
+    }
+  }
+
+  start(): void {
+    this.process.start();
+    this.#timer = setInterval(() => this.tick(), TICK_MS);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.process.stop();
+    this.#tickListeners.clear();
+  }
+
+  /** Closes the current second: samples the process and the store, stores a chart point, tells listeners. */
+  tick(now = Date.now()): Point {
+    const s = this.#ctx().store.stats();
+    const point = this.timeline.tick({ ...this.process.sample(), cacheBytes: s.bytes, cacheMax: s.maxBytes }, now);
+    for (const l of this.#tickListeners) {
+      try {
+        l(point);
+      } catch {
+        // a listener's failure (a closed SSE stream) must not stop the others
+      }
+    }
+    return point;
+  }
+
+  /** Runs `cb` after every tick; returns an unsubscribe. */
+  onTick(cb: (p: Point) => void): () => void {
+    this.#tickListeners.add(cb);
+    return () => this.#tickListeners.delete(cb);
+  }
+}

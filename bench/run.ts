@@ -6,6 +6,7 @@
 //   node bench/run.ts [--duration 8] [--rounds 3] [--quick] [--only id,id] [--no-fill] [--no-varnish]
 //                     [--connections 64] [--threads 2] [--generator wrk|autocannon] [--profile] [--json FILE]
 //                     [--baseline DIR]   (DIR: another checkout of Lacquer, run as an extra column for before/after)
+//                     [--node-flags=--max-semi-space-size=32]   (extra node flags for Lacquer, not the baseline)
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -33,6 +34,7 @@ const { values: args } = parseArgs({
     profile: { type: 'boolean', default: false },
     json: { type: 'string' },
     baseline: { type: 'string' },
+    'node-flags': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -83,15 +85,15 @@ type Sample = LoadResult & { rssBytes: number; cpuUs: number };
 const hasVarnish = !args['no-varnish'] && varnishVersion() !== undefined;
 const baselineRoot = args.baseline ? resolve(args.baseline) : undefined;
 let scenarios = SCENARIOS.filter((s) => (s.target !== 'varnish' || hasVarnish) && (s.target !== 'baseline' || baselineRoot));
-if (args.only) {
-  const ids = new Set(args.only.split(','));
-  scenarios = scenarios.filter((s) => ids.has(s.id));
-  if (scenarios.length === 0) {
-    console.error(`--only matched nothing; ids: ${SCENARIOS.map((s) => s.id).join(', ')}`);
+const onlyIds = args.only ? new Set(args.only.split(',')) : undefined;
+if (onlyIds) {
+  scenarios = scenarios.filter((s) => onlyIds.has(s.id));
+  if (scenarios.length === 0 && !onlyIds.has('fill')) {
+    console.error(`--only matched nothing; ids: ${SCENARIOS.map((s) => s.id).join(', ')}, fill`);
     process.exit(2);
   }
 }
-const doFill = !args['no-fill'] && !args.only;
+const doFill = !args['no-fill'] && (!onlyIds || onlyIds.has('fill'));
 const fillSeconds = Math.max(seconds, 5);
 const planSeconds = scenarios.length * (warmupSeconds + rounds * seconds) + (doFill ? fillSeconds + 20 : 0);
 const hardDeadlineMs = (planSeconds * 1.5 + 120) * 1000;
@@ -119,7 +121,7 @@ function nodeChild(name: string, file: string, env: Record<string, string> = {})
   return start(name, process.execPath, [join(ROOT, file)], { cwd: ROOT, env: { ...process.env, ...env } });
 }
 
-async function startLacquer(name: string, originPort: number, memory: string, o: { profileDir?: string; root?: string } = {}): Promise<{ child: Child; port: number; accessLog: string }> {
+async function startLacquer(name: string, originPort: number, memory: string, o: { profileDir?: string; root?: string; flags?: string[] } = {}): Promise<{ child: Child; port: number; accessLog: string }> {
   const port = await freePort();
   const adminPort = await freePort();
   const accessLog = join(dir, `${name}-access.log`);
@@ -144,7 +146,7 @@ async function startLacquer(name: string, originPort: number, memory: string, o:
   );
   const prof = o.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`] : [];
   const root = o.root ?? ROOT;
-  const child = start(name, process.execPath, [...prof, join(root, 'src/cli/main.ts'), 'serve', '-c', config], { cwd: root });
+  const child = start(name, process.execPath, [...(o.flags ?? []), ...prof, join(root, 'src/cli/main.ts'), 'serve', '-c', config], { cwd: root });
   let err = '';
   child.proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
   child.proc.stdout?.resume();
@@ -195,7 +197,7 @@ if (generator.kind !== 'wrk') log('bench: wrk is not installed, using autocannon
 log(`bench: ${scenarios.length} columns × ${rounds} rounds × ${seconds} s, -t${threads} -c${connections}; temp dir ${dir}`);
 
 const samples = new Map<string, Sample[]>(scenarios.map((s) => [s.id, []]));
-let fill: { memoryBytes: number; rssBytes: number; hwmBytes: number; rps: number; hits: number; lines: number; keys: number } | undefined;
+let fill: { memoryBytes: number; startBytes: number; rssBytes: number; hwmBytes: number; rps: number; hits: number; lines: number; keys: number } | undefined;
 let profiles: string[] = [];
 
 try {
@@ -204,7 +206,8 @@ try {
   const originPort = (await firstJsonLine<{ port: number }>(origin)).port;
   const barePort = (await firstJsonLine<{ port: number }>(bare)).port;
   const profileDir = args.profile ? join(dir, 'profile') : undefined;
-  const lacquer = await startLacquer('lacquer', originPort, '256MiB', { profileDir });
+  const nodeFlags = args['node-flags']?.split(' ').filter(Boolean);
+  const lacquer = await startLacquer('lacquer', originPort, '256MiB', { profileDir, flags: nodeFlags });
   const baseline = baselineRoot && scenarios.some((s) => s.target === 'baseline') ? await startLacquer('baseline', originPort, '256MiB', { root: baselineRoot }) : undefined;
   const varnish = scenarios.some((s) => s.target === 'varnish') ? await startVarnish(dir, originPort, '256m') : undefined;
 
@@ -251,7 +254,8 @@ try {
     // twice the capacity, so objects are stored, hit and evicted), then read the server's RSS.
     const memoryBytes = fillMiB * MiB;
     const keys = Math.ceil((2 * memoryBytes) / 102_400);
-    const f = await startLacquer('lacquer-fill', originPort, `${fillMiB}MiB`);
+    const f = await startLacquer('lacquer-fill', originPort, `${fillMiB}MiB`, { flags: nodeFlags });
+    const startBytes = rssBytes(f.child.pid);
     const script = join(dir, 'fill.lua');
     writeFileSync(
       script,
@@ -278,7 +282,7 @@ try {
     const hwm = rssBytes(f.child.pid, 'VmHWM');
     await stop(f.child);
     const lines = readFileSync(f.accessLog, 'utf8').split('\n').filter((l) => l.includes('"type":"access"'));
-    fill = { memoryBytes, rssBytes: rss, hwmBytes: hwm, rps, hits: lines.filter((l) => l.includes('"served":"hit"')).length, lines: lines.length, keys };
+    fill = { memoryBytes, startBytes, rssBytes: rss, hwmBytes: hwm, rps, hits: lines.filter((l) => l.includes('"served":"hit"')).length, lines: lines.length, keys };
   }
   await stopAll();
 } catch (e) {
@@ -371,7 +375,7 @@ out.push('|---|---:|---:|:---:|');
 for (const t of targets) out.push(`| ${t.name} | ${t.value} | ${t.target} | ${t.met === undefined ? '' : t.met ? 'yes' : '**no**'} |`);
 if (fill) {
   out.push('');
-  out.push(`Fill phase: ${fill.keys} distinct 100 KiB objects requested at random for ${fillSeconds} s (${k(fill.rps)} req/s, ${fill.hits} hits of ${fill.lines} logged requests), cache.memory ${fillMiB} MiB; RSS read from /proc/<pid>/status (VmRSS at the end, VmHWM peak).`);
+  out.push(`Fill phase: ${fill.keys} distinct 100 KiB objects requested at random for ${fillSeconds} s (${k(fill.rps)} req/s, ${fill.hits} hits of ${fill.lines} logged requests), cache.memory ${fillMiB} MiB; RSS read from /proc/<pid>/status (VmRSS at the end, VmHWM peak); ${(fill.startBytes / MiB).toFixed(0)} MiB just after start, before any request.`);
 }
 if (!hasVarnish && !args['no-varnish']) out.push('', VARNISH_HINT);
 console.log(out.join('\n'));

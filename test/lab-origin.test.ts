@@ -236,19 +236,20 @@ describe('lab origin: faults', () => {
   });
 
   it('capacity: the (capacity+1)th concurrent request is slowed, beyond failAbove 503', async () => {
-    const o = await origin({ behaviours: { '/c': { kind: 'capacity', capacity: 2, slowMs: 400, failAbove: 3, then: { delayMs: 150 } } } });
+    const o = await origin({ behaviours: { '/c': { kind: 'capacity', capacity: 2, slowMs: 1500, failAbove: 3, then: { delayMs: 150 } } } });
     const rs = await Promise.all(Array.from({ length: 4 }, () => get(`${o.url}/c`)));
     const byLoad = rs.sort((x, y) => Number(x.headers['x-lab-load']) - Number(y.headers['x-lab-load']));
     expect(byLoad.map((r) => r.headers['x-lab-load'])).toEqual(['1', '2', '3', '4']);
     expect(byLoad.map((r) => r.status)).toEqual([200, 200, 200, 503]);
-    expect(byLoad[0].ms).toBeLessThan(400);
-    expect(byLoad[1].ms).toBeLessThan(400);
-    expect(byLoad[2].ms).toBeGreaterThanOrEqual(540); // 150 + 400
-    expect(byLoad[3].ms).toBeLessThan(150);
+    // Wide margins: a loaded CI machine can add hundreds of ms to any request, never 1.5 s of slowing.
+    expect(byLoad[0].ms).toBeLessThan(1000);
+    expect(byLoad[1].ms).toBeLessThan(1000);
+    expect(byLoad[2].ms).toBeGreaterThanOrEqual(1640); // 150 + 1500
+    expect(byLoad[3].ms).toBeLessThan(1000);
     // alone again: not slowed
     const solo = await get(`${o.url}/c`);
     expect(solo.headers['x-lab-load']).toBe('1');
-    expect(solo.ms).toBeLessThan(400);
+    expect(solo.ms).toBeLessThan(1000);
   });
 });
 

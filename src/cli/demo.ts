@@ -1,6 +1,8 @@
 // `lacquer demo` (what `npm start` runs): the bundled demo origins on the example's backend ports, Lacquer
 // in front of them, and a one-minute walkthrough: a miss, a hit, the origins going down, a stale serve,
 // an explained 503, and recovery. The proxy keeps running afterwards for the reader to try.
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request } from 'undici';
 import { startOrigin, type Origin } from '../lab/origin.ts';
 import { splitHostPort } from '../server/listener.ts';
@@ -9,7 +11,7 @@ import { loadOrExit } from './serve.ts';
 
 const TTL_SECONDS = 4;
 
-async function show(base: string, path: string, label: string): Promise<void> {
+async function show(base: string, path: string, label: string): Promise<string> {
   const res = await request(`${base}${path}`, { headers: { accept: 'text/html' } });
   const body = await res.body.text();
   const h = res.headers;
@@ -20,6 +22,7 @@ async function show(base: string, path: string, label: string): Promise<void> {
   lines.push(`  X-Request-Id: ${h['x-request-id']}`);
   if (res.statusCode >= 500) lines.push(`  body: ${body.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 160)}`);
   process.stderr.write(`${lines.join('\n')}\n`);
+  return String(h['x-request-id']);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -41,7 +44,9 @@ export async function demoCommand(file: string, walkthrough: boolean): Promise<v
     });
     origins.push(origin);
   }
-  const proxy = await startProxy(config, { logDestination: walkthrough ? 'off' : undefined });
+  // During the walkthrough the access log goes to a file, so the narration stays readable.
+  const logFile = join(tmpdir(), `lacquer-demo-access-${process.pid}.log`);
+  const proxy = await startProxy(config, { logDestination: walkthrough ? logFile : undefined });
   const base = proxy.url;
   process.stderr.write(`Lacquer demo: proxy ${base} in front of ${config.backends.map((b) => `${b.name} ${b.url}`).join(', ')}\n`);
   if (proxy.plane.admin) process.stderr.write(`Dashboard: ${proxy.plane.admin.url}/ (Prometheus: ${proxy.plane.admin.url}/metrics)\n`);
@@ -58,10 +63,15 @@ export async function demoCommand(file: string, walkthrough: boolean): Promise<v
   await Promise.all(origins.map((o) => o.refuse()));
   await sleep(TTL_SECONDS * 1000 + 500);
   await show(base, '/', 'Expired object, origins down: served stale (negative ttl) instead of an error');
-  await show(base, '/api/now', 'Uncacheable page, origins down: an explained 503, never a bare one');
+  const id = await show(base, '/api/now', 'Uncacheable page, origins down: an explained 503, never a bare one');
+  const report = proxy.ctx.log.recentFailures().find((f) => f.id === id);
+  if (report) {
+    const { class: cls, phase, code, backend, address, attempts, hint } = report;
+    process.stderr.write(`  the access log's report for ${id}:\n  ${JSON.stringify({ class: cls, phase, code, backend, address, attempts, hint })}\n`);
+  }
   await Promise.all(origins.map((o) => o.resume()));
   await show(base, '/api/now', 'Origins back: the page works again');
   process.stderr.write(
-    `\nThe access log explains every failure (see README "Why did I get a 503?"). Lacquer keeps running on ${base} (Ctrl-C stops it); try:\n  curl -i ${base}/\n`,
+    `\nThe access log (${logFile}) explains every failure: see README "Why did I get a 503?". Lacquer keeps running on ${base} (Ctrl-C stops it); try:\n  curl -i ${base}/\n`,
   );
 }

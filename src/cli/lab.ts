@@ -35,6 +35,11 @@ function targetsOrExit(spec: string): Target[] {
   }
 }
 
+/** Ctrl-C / SIGTERM: exit through process.exit so every ProcessGroup kills its children (origins, proxies). */
+function exitOnSignals(): void {
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
+}
+
 export function registerLab(lab: Command): void {
   lab.description('the resilience lab: fault-injecting origins, scenarios, and a side-by-side comparison with Varnish and nginx');
 
@@ -73,6 +78,7 @@ export function registerLab(lab: Command): void {
     .option('--keep', 'keep each run directory (generated configs, proxy and origin logs, samples)')
     .option('--base-port <n>', 'use ports n, n+1, … when free (stable configs); default: ephemeral ports')
     .action(async (names: string[], o: { proxy: string; short?: boolean; json?: string; keep?: boolean; basePort?: string }) => {
+      exitOnSignals();
       const scenarios = scenariosOrExit(names.includes('all') ? [] : names);
       const targets = targetsOrExit(o.proxy);
       const results: RunResult[] = [];
@@ -110,6 +116,7 @@ export function registerLab(lab: Command): void {
     .option('--proxy <list>', 'restrict the targets (see `lab run`)', 'all')
     .option('--base-port <n>', 'ports n, n+1, … when free, so the written configs are stable', '17100')
     .action(async (names: string[], o: { short?: boolean; out: string; proxy: string; basePort: string }) => {
+      exitOnSignals();
       await compare({ scenarios: scenariosOrExit(names), targets: targetsOrExit(o.proxy), short: o.short ?? false, outDir: o.out, basePort: Number(o.basePort) });
     });
 }

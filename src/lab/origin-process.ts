@@ -53,7 +53,10 @@ export async function runOriginProcess(opts: OriginProcessOptions): Promise<Orig
   let refusing = false;
   const send = (m: OriginMessage) => process.send?.(m);
 
+  // A refusing origin has no listener: this timer keeps the process alive until it is told to stop.
+  const alive = setInterval(() => undefined, 60_000);
   const stop = async (code: number) => {
+    clearInterval(alive);
     await Promise.all(origins.map((o) => o.close()));
     process.exit(code);
   };

@@ -3,13 +3,17 @@
 // and when the lab process itself exits. Proxies that fork (varnishd's manager and child, nginx's master
 // and workers) get a process group of their own, signalled as a whole by the leader's PID.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { createWriteStream, existsSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 
 export type Child = {
   name: string;
   pid: number;
+  /** Leads a process group of its own (signalled as -pid). */
+  group: boolean;
+  /** Where its stdout and stderr go. */
+  logFile: string;
   proc: ChildProcess;
   /** Resolves with the exit code (or the signal name) when the process has exited. */
   exited: Promise<number | string>;
@@ -72,6 +76,8 @@ export class ProcessGroup {
     const child: Child = {
       name,
       pid: proc.pid ?? -1,
+      group: opts.group ?? false,
+      logFile: opts.logFile,
       proc,
       exited,
       hasExited: () => exitedFlag,
@@ -102,12 +108,13 @@ export class ProcessGroup {
   /** Synchronous last resort (process exit): SIGKILL to every child still running. */
   killAllNow(): void {
     for (const c of this.#children) {
+      if (c.pid <= 0) continue;
       try {
         process.kill(c.pid, 'SIGKILL');
       } catch {
         // gone
       }
-      signalGroupLeftovers(c.pid);
+      if (c.group) signalGroupLeftovers(c.pid);
     }
     this.#children.clear();
   }
@@ -131,7 +138,7 @@ function signalGroupLeftovers(pgid: number | undefined): void {
 export async function waitForPort(port: number, timeoutMs: number, child?: Child, host = '127.0.0.1'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child?.hasExited()) throw new Error(`${child.name} exited before listening on ${host}:${port}`);
+    if (child?.hasExited()) throw new Error(`${child.name} exited before listening on ${host}:${port}: ${logTail(child.logFile)}`);
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.connect({ port, host });
       s.once('connect', () => {
@@ -148,6 +155,15 @@ export async function waitForPort(port: number, timeoutMs: number, child?: Child
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms${child ? ` (${child.name})` : ''}`);
+}
+
+/** The last lines of a log file on one line, for an error message. */
+export function logTail(file: string, lines = 5): string {
+  try {
+    return readFileSync(file, 'utf8').trim().split('\n').slice(-lines).join(' | ').slice(0, 1000) || '(empty log)';
+  } catch {
+    return '(no log)';
+  }
 }
 
 function tryListen(port: number): Promise<number | undefined> {

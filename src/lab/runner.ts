@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { OriginFleet, type FleetSnapshot } from './fleet.ts';
 import { perSecond, summarize, type Summary } from './metrics.ts';
 import type { LoadPlan, Sample } from './plan.ts';
-import { freePorts, ProcessGroup } from './processes.ts';
+import { freePorts, logTail, ProcessGroup } from './processes.ts';
 import { LAUNCHERS } from './proxies/index.ts';
 import type { LaunchInput, RunningProxy, Target } from './proxies/types.ts';
 import type { FaultAction, GoalKind, ScenarioSpec } from './scenario.ts';
@@ -68,6 +68,16 @@ export async function runScenario(spec: ScenarioSpec, target: Target, opts: RunO
   const dir = mkdtempSync(path.join(os.tmpdir(), `lacquer-lab-${spec.name}-${target.id}-`));
   chmodSync(dir, 0o755); // varnishd and nginx workers run as other users
   const group = new ProcessGroup();
+  // Also on Ctrl-C (the CLI exits through process.exit): the run directory can hold a gigabyte of logs.
+  const removeDir = () => {
+    if (opts.keep) return;
+    try {
+      rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+    } catch {
+      // a dying daemon may still write into it; the OS cleans tmp
+    }
+  };
+  process.once('exit', removeDir);
   const notes: string[] = [];
   let proxy: RunningProxy | undefined;
   let fleet: OriginFleet | undefined;
@@ -105,9 +115,9 @@ export async function runScenario(spec: ScenarioSpec, target: Target, opts: RunO
     type Step = { atMs: number; name: string; run: () => Promise<void> };
     const steps: Step[] = [
       { atMs: spec.faultFromMs, name: 'fault-start count', run: async () => { await fleet!.refresh(); atFrom = fleet!.snapshot(); } },
-      ...spec.actions.map((a) => ({ atMs: a.atMs, name: a.op, run: () => apply(fleet!, a) })),
       { atMs: spec.faultToMs, name: 'fault-end count', run: async () => { await fleet!.refresh(); atTo = fleet!.snapshot(); } },
-    ].sort((a, b) => a.atMs - b.atMs); // stable: the window edges are taken before the actions at the same time
+      ...spec.actions.map((a) => ({ atMs: a.atMs, name: a.op, run: () => apply(fleet!, a) })),
+    ].sort((a, b) => a.atMs - b.atMs); // stable: the window edges are counted before the actions at the same time
     const deadline = startAt + spec.endMs + spec.requestTimeoutMs + 10_000;
     const script = (async () => {
       for (const step of steps) {
@@ -129,13 +139,13 @@ export async function runScenario(spec: ScenarioSpec, target: Target, opts: RunO
     await script;
     clearInterval(sampler);
     if (code !== 0) notes.push(`the load generator exited with ${code}`);
-    if (proxy.hasExited()) notes.push(`${target.label} exited during the run: ${tail(proxy.logFiles[0]!, 5)}`);
+    if (proxy.hasExited()) notes.push(`${target.label} exited during the run: ${logTail(proxy.logFiles[0]!)}`);
     await fleet.refresh().catch(() => undefined);
     const end = fleet.snapshot();
     points.push({ t: Date.now() - startAt, total: end.total });
 
     const samples = readSamples(samplesFile);
-    const firstStart = samples.length ? Math.min(...samples.map((s) => s.t)) : 0;
+    const firstStart = samples.reduce((m, s) => Math.min(m, s.t), samples.length ? Infinity : 0);
     if (firstStart > 300) notes.push(`the load generator started ${firstStart} ms late`);
     const window = { faultFromMs: spec.faultFromMs, faultToMs: spec.faultToMs, endMs: spec.endMs };
     const summary = summarize(samples, window);
@@ -166,7 +176,8 @@ export async function runScenario(spec: ScenarioSpec, target: Target, opts: RunO
     await fleet?.stop().catch(() => undefined);
     await group.stopAll(2000);
     group.dispose();
-    if (!opts.keep) rmSync(dir, { recursive: true, force: true });
+    process.off('exit', removeDir);
+    removeDir();
   }
 }
 
@@ -187,15 +198,6 @@ async function apply(fleet: OriginFleet, a: FaultAction): Promise<void> {
       }
     }),
   );
-}
-
-/** The last `n` lines of a log file, on one line, for a run note. */
-function tail(file: string, n: number): string {
-  try {
-    return readFileSync(file, 'utf8').trim().split('\n').slice(-n).join(' | ').slice(0, 1000) || '(empty log)';
-  } catch {
-    return '(no log)';
-  }
 }
 
 function readSamples(file: string): Sample[] {

@@ -2,6 +2,7 @@
 // carrying for every failure the full report of ../shared/FAILURES.md. Also keeps the most recent
 // failure reports in memory for the admin plane.
 import pino, { type Logger } from 'pino';
+import { writeSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { ProxyError } from '../errors.ts';
 import type { Exchange } from '../server/exchange.ts';
@@ -234,12 +235,21 @@ export class AccessLog {
     return [...this.#recent].reverse();
   }
 
+  /** Writes everything pending synchronously (at exit). */
   flush(): void {
-    this.#writeBatch();
+    const d = this.#dest;
+    if (!d) return this.#writeBatch();
+    clearTimeout(this.#batchTimer);
+    this.#batchTimer = undefined;
+    const batch = this.#batch;
+    this.#batch = '';
     try {
-      this.#dest?.flushSync();
+      d.flushSync();
+      // Not through d.write(): that would start an asynchronous write, which an exit right after drops.
+      if (batch) writeSync((d as unknown as { fd: number }).fd, batch); // sonic-boom's fd, public but untyped
     } catch {
-      // not yet open: nothing buffered
+      // Not open yet: sonic-boom keeps the lines until it is.
+      if (batch) d.write(batch);
     }
   }
 }

@@ -21,9 +21,9 @@ export const flaky5xx: Scenario = {
       faultToMs: to,
       endMs: end,
       load: [
-        { kind: 'closed', name: 'warm-up', fromMs: 0, toMs: from, concurrency: 8, paths: list },
-        { kind: 'closed', name: '30% 503', fromMs: from, toMs: to, concurrency: 8, paths: list },
-        { kind: 'closed', name: 'recovery', fromMs: to, toMs: end, concurrency: 8, paths: list },
+        { kind: 'rate', name: 'warm-up', fromMs: 0, toMs: from, rps: 400, paths: list },
+        { kind: 'rate', name: '30% 503', fromMs: from, toMs: to, rps: 400, paths: list },
+        { kind: 'rate', name: 'recovery', fromMs: to, toMs: end, rps: 400, paths: list },
       ],
       actions: [
         { atMs: from, op: 'set', origins: all(2), path: '*', behaviour: { kind: 'error', status: 503, probability: 0.3, otherwise: GOOD } },

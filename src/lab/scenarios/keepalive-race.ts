@@ -22,9 +22,9 @@ export const keepaliveRace: Scenario = {
       faultToMs: to,
       endMs: end,
       load: [
-        { kind: 'closed', name: 'warm-up', fromMs: 0, toMs: from, concurrency: 4, paths: list },
+        { kind: 'rate', name: 'warm-up', fromMs: 0, toMs: from, rps: 100, paths: list },
         { kind: 'paced', name: 'paced ~1 s per backend', fromMs: from, toMs: to, workers: 1, intervalMs: { min: 498, max: 501.5 }, paths: list },
-        { kind: 'closed', name: 'recovery', fromMs: to, toMs: end, concurrency: 4, paths: list },
+        { kind: 'rate', name: 'recovery', fromMs: to, toMs: end, rps: 100, paths: list },
       ],
       actions: [],
       requestTimeoutMs: 10_000,

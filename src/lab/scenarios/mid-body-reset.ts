@@ -22,9 +22,9 @@ export const midBodyReset: Scenario = {
       faultToMs: to,
       endMs: end,
       load: [
-        { kind: 'closed', name: 'warm-up', fromMs: 0, toMs: from, concurrency: 8, paths: list },
-        { kind: 'closed', name: '30% cut', fromMs: from, toMs: to, concurrency: 8, paths: list },
-        { kind: 'closed', name: 'recovery', fromMs: to, toMs: end, concurrency: 8, paths: list },
+        { kind: 'rate', name: 'warm-up', fromMs: 0, toMs: from, rps: 200, paths: list },
+        { kind: 'rate', name: '30% cut', fromMs: from, toMs: to, rps: 200, paths: list },
+        { kind: 'rate', name: 'recovery', fromMs: to, toMs: end, rps: 200, paths: list },
       ],
       actions: [
         { atMs: from, op: 'set', origins: all(2), path: '*', behaviour: { kind: 'reset-mid-body', afterBytes: 16_384, probability: 0.3, then: GOOD } },

@@ -20,9 +20,9 @@ export const nodeDies: Scenario = {
       faultToMs: restart,
       endMs: end,
       load: [
-        { kind: 'closed', name: 'warm-up', fromMs: 0, toMs: kill, concurrency: 12, paths: list },
-        { kind: 'closed', name: 'app2 dead', fromMs: kill, toMs: restart, concurrency: 12, paths: list },
-        { kind: 'closed', name: 'recovery', fromMs: restart, toMs: end, concurrency: 12, paths: list },
+        { kind: 'rate', name: 'warm-up', fromMs: 0, toMs: kill, rps: 200, paths: list },
+        { kind: 'rate', name: 'app2 dead', fromMs: kill, toMs: restart, rps: 200, paths: list },
+        { kind: 'rate', name: 'recovery', fromMs: restart, toMs: end, rps: 200, paths: list },
       ],
       actions: [
         { atMs: kill, op: 'kill', origins: [1] },

@@ -19,9 +19,9 @@ export const originDownWarm: Scenario = {
       faultToMs: up,
       endMs: end,
       load: [
-        { kind: 'closed', name: 'warm-up', fromMs: 0, toMs: down, concurrency: 8, paths: list },
-        { kind: 'closed', name: 'origins down', fromMs: down, toMs: up, concurrency: 8, paths: list },
-        { kind: 'closed', name: 'recovery', fromMs: up, toMs: end, concurrency: 8, paths: list },
+        { kind: 'rate', name: 'warm-up', fromMs: 0, toMs: down, rps: 400, paths: list },
+        { kind: 'rate', name: 'origins down', fromMs: down, toMs: up, rps: 400, paths: list },
+        { kind: 'rate', name: 'recovery', fromMs: up, toMs: end, rps: 400, paths: list },
       ],
       actions: [
         { atMs: down, op: 'refuse', origins: all(2) },

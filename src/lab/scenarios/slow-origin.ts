@@ -21,9 +21,9 @@ export const slowOrigin: Scenario = {
       faultToMs: to,
       endMs: end,
       load: [
-        { kind: 'closed', name: 'warm-up', fromMs: 0, toMs: from, concurrency: 12, paths: list },
-        { kind: 'closed', name: 'app2 slow', fromMs: from, toMs: to, concurrency: 12, paths: list },
-        { kind: 'closed', name: 'recovery', fromMs: to, toMs: end, concurrency: 12, paths: list },
+        { kind: 'rate', name: 'warm-up', fromMs: 0, toMs: from, rps: 200, paths: list },
+        { kind: 'rate', name: 'app2 slow', fromMs: from, toMs: to, rps: 200, paths: list },
+        { kind: 'rate', name: 'recovery', fromMs: to, toMs: end, rps: 200, paths: list },
       ],
       actions: [
         { atMs: from, op: 'set', origins: [1], path: '*', behaviour: { kind: 'slow', firstByteMs: 3000, probability: 0.2, then: NORMAL } },

@@ -3,15 +3,17 @@ import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { readFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 
-export type Child = { name: string; proc: ChildProcess; pid: number; exited: Promise<number | null> };
+/** stopSignal: what `stop()` sends first (nginx's master stops gracefully on SIGQUIT); SIGTERM by default. */
+export type Child = { name: string; proc: ChildProcess; pid: number; exited: Promise<number | null>; stopSignal: NodeJS.Signals };
 
 const started = new Set<Child>();
 
-export function start(name: string, cmd: string, args: string[], opts: SpawnOptions = {}): Child {
-  const proc = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...opts });
+export function start(name: string, cmd: string, args: string[], opts: SpawnOptions & { stopSignal?: NodeJS.Signals } = {}): Child {
+  const { stopSignal = 'SIGTERM', ...spawnOpts } = opts;
+  const proc = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...spawnOpts });
   if (proc.pid === undefined) throw new Error(`${name}: could not start ${cmd}`);
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  const child: Child = { name, proc, pid: proc.pid, exited };
+  const child: Child = { name, proc, pid: proc.pid, exited, stopSignal };
   started.add(child);
   void exited.then(() => started.delete(child));
   return child;
@@ -118,14 +120,54 @@ export function cpuMs(pid: number): number {
   return t * 10; // USER_HZ is 100 on Linux
 }
 
-/** SIGTERM, then SIGKILL after `graceMs`; resolves when the child has exited. */
+/** The kernel's start time of a pid (field 22 of /proc/<pid>/stat), so a recycled pid is never mistaken for ours. */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+type Proc = { pid: number; since: string };
+
+/** The processes a child of ours started itself (nginx's workers, varnishd's cache process), recorded by pid and start time. */
+function descendants(pid: number): Proc[] {
+  const out: Proc[] = [];
+  for (const c of childrenOf(pid)) {
+    const since = startTime(c);
+    if (since !== undefined) out.push({ pid: c, since }, ...descendants(c));
+  }
+  return out;
+}
+
+const alive = (p: Proc) => startTime(p.pid) === p.since;
+
+function kill(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+/**
+ * The child's stop signal (SIGTERM, or SIGQUIT for nginx), then SIGKILL after `graceMs`; resolves when the
+ * child has exited and so have the processes it had started (a master's workers), SIGKILLed by pid if the
+ * master left them behind.
+ */
 export async function stop(c: Child, graceMs = 5000): Promise<void> {
   if (!started.has(c)) return;
+  const family = descendants(c.pid);
   c.proc.stdin?.end();
-  c.proc.kill('SIGTERM');
+  c.proc.kill(c.stopSignal);
   const t = setTimeout(() => c.proc.kill('SIGKILL'), graceMs);
   await c.exited;
   clearTimeout(t);
+  const until = Date.now() + 2000;
+  while (family.some(alive) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  for (const p of family.filter(alive)) kill(p.pid, 'SIGKILL');
 }
 
 /** Stops every child this process started, by its own pid. */
@@ -133,13 +175,11 @@ export async function stopAll(): Promise<void> {
   await Promise.all([...started].map((c) => stop(c)));
 }
 
-/** Synchronous last resort (process exit handlers): SIGKILL our own children. */
+/** Synchronous last resort (process exit handlers): SIGKILL our own children and the processes they started. */
 export function killAllNow(): void {
   for (const c of started) {
-    try {
-      process.kill(c.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
+    const family = descendants(c.pid);
+    kill(c.pid, 'SIGKILL');
+    for (const p of family) kill(p.pid, 'SIGKILL');
   }
 }

@@ -1,12 +1,18 @@
 // `npm run bench`: throughput, latency and memory of Lacquer beside a bare Node server (the ceiling),
-// the origin itself and, when installed, Varnish — in one run, on loopback, with the load generator in
-// its own process. Measurements are interleaved over several rounds so background noise hits every
-// column alike; each figure is the median of its rounds. Everything it starts, it stops (bounded).
+// the origin itself and, when installed, Varnish and nginx proxy_cache — in one run, on loopback, with the
+// load generator in its own process. Measurements are interleaved over several rounds so background noise
+// hits every column alike; each figure is the median of its rounds. Everything it starts, it stops (bounded).
 //
-//   node bench/run.ts [--duration 8] [--rounds 3] [--quick] [--only id,id] [--no-fill] [--no-varnish]
+//   node bench/run.ts [--duration 8] [--rounds 3] [--quick] [--only id,id] [--no-fill] [--no-varnish] [--no-nginx]
 //                     [--connections 64] [--threads 2] [--generator wrk|autocannon] [--profile] [--json FILE]
 //                     [--baseline DIR]   (DIR: another checkout of Lacquer, run as an extra column for before/after)
 //                     [--node-flags=--max-semi-space-size=32]   (extra node flags for Lacquer, not the baseline)
+//                     [--nginx-upstream-keepalive]   (nginx keeps origin connections; its default is one per miss)
+//   --compare   the speed comparison of issue 6: the same columns (ceiling, Lacquer, Varnish, nginx; 1 KiB and
+//               100 KiB hits, pass) without the fill phase. Every run prints the comparison table (req/s,
+//               p99 and CPU per request as ratios, Lacquer over each other server); --compare only skips the fill.
+//   --failover  instead of the columns: bench/failover.ts (3 backends under steady load, one SIGKILLed;
+//               errors and p99 around the kill; director cost in CPU µs/request, req/s and choose() ns).
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -15,6 +21,7 @@ import { pickGenerator, type LoadResult } from './load.ts';
 import { cpuMs, firstJsonLine, freePort, killAllNow, rssBytes, start, stop, stopAll, waitForPort, type Child } from './procs.ts';
 import { summarise } from './top-self.ts';
 import { startVarnish, VARNISH_HINT, varnishVersion } from './varnish.ts';
+import { NGINX_HINT, nginxVersion, startNginx } from './nginx.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const MiB = 1024 * 1024;
@@ -27,6 +34,10 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
     'no-fill': { type: 'boolean', default: false },
     'no-varnish': { type: 'boolean', default: false },
+    'no-nginx': { type: 'boolean', default: false },
+    'nginx-upstream-keepalive': { type: 'boolean', default: false },
+    compare: { type: 'boolean', default: false },
+    failover: { type: 'boolean', default: false },
     connections: { type: 'string', default: '64' },
     threads: { type: 'string', default: '2' },
     generator: { type: 'string' },
@@ -40,8 +51,21 @@ const { values: args } = parseArgs({
 });
 
 if (args.help) {
-  console.log(readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(0, 9).join('\n'));
+  const text = readFileSync(new URL(import.meta.url), 'utf8').split('\n');
+  console.log(text.slice(0, text.findIndex((l) => l.startsWith('import'))).join('\n'));
   process.exit(0);
+}
+
+if (args.failover) {
+  // The failover scenario is its own script (Lacquer with a pool of three origins); run it as a child,
+  // bounded, and pass its report through.
+  const quick = args.quick ? ['--seconds', '20', '--kill-at', '10', '--director-seconds', '3', '--rounds', '1'] : [];
+  const child = start('failover', process.execPath, [join(ROOT, 'bench/failover.ts'), ...quick], { cwd: ROOT, stdio: ['pipe', 'inherit', 'inherit'] });
+  const limit = setTimeout(() => void stop(child, 2000), 15 * 60_000);
+  process.once('exit', killAllNow);
+  const code = await child.exited;
+  clearTimeout(limit);
+  process.exit(code ?? 1);
 }
 
 const seconds = Number(args.duration ?? (args.quick ? 3 : 8));
@@ -55,7 +79,7 @@ if (!(seconds > 0 && rounds > 0 && connections > 0 && threads > 0 && fillMiB > 0
   process.exit(2);
 }
 
-type Target = 'ceiling' | 'lacquer' | 'baseline' | 'varnish' | 'direct';
+type Target = 'ceiling' | 'lacquer' | 'baseline' | 'varnish' | 'nginx' | 'direct';
 type Workload = '1 KiB hit' | '100 KiB hit' | 'pass (no-store)';
 type Scenario = { id: string; workload: Workload; target: Target; path: string; bytes: number };
 
@@ -63,18 +87,22 @@ const SCENARIOS: Scenario[] = [
   { id: 'ceiling', workload: '1 KiB hit', target: 'ceiling', path: '/1k', bytes: 1024 },
   { id: 'lacquer-1k', workload: '1 KiB hit', target: 'lacquer', path: '/1k', bytes: 1024 },
   { id: 'varnish-1k', workload: '1 KiB hit', target: 'varnish', path: '/1k', bytes: 1024 },
+  { id: 'nginx-1k', workload: '1 KiB hit', target: 'nginx', path: '/1k', bytes: 1024 },
+  { id: 'ceiling-100k', workload: '100 KiB hit', target: 'ceiling', path: '/100k', bytes: 102_400 },
   { id: 'lacquer-100k', workload: '100 KiB hit', target: 'lacquer', path: '/100k', bytes: 102_400 },
   { id: 'varnish-100k', workload: '100 KiB hit', target: 'varnish', path: '/100k', bytes: 102_400 },
+  { id: 'nginx-100k', workload: '100 KiB hit', target: 'nginx', path: '/100k', bytes: 102_400 },
   { id: 'direct-pass', workload: 'pass (no-store)', target: 'direct', path: '/pass', bytes: 1024 },
   { id: 'lacquer-pass', workload: 'pass (no-store)', target: 'lacquer', path: '/pass', bytes: 1024 },
   { id: 'varnish-pass', workload: 'pass (no-store)', target: 'varnish', path: '/pass', bytes: 1024 },
+  { id: 'nginx-pass', workload: 'pass (no-store)', target: 'nginx', path: '/pass', bytes: 1024 },
   // --baseline DIR: the same three Lacquer columns from another checkout (before/after in one run).
   { id: 'baseline-1k', workload: '1 KiB hit', target: 'baseline', path: '/1k', bytes: 1024 },
   { id: 'baseline-100k', workload: '100 KiB hit', target: 'baseline', path: '/100k', bytes: 102_400 },
   { id: 'baseline-pass', workload: 'pass (no-store)', target: 'baseline', path: '/pass', bytes: 1024 },
 ];
 
-const TARGET_LABEL: Record<Target, string> = { ceiling: 'bare node:http (ceiling)', lacquer: 'Lacquer', baseline: 'Lacquer (baseline)', varnish: 'Varnish', direct: 'origin directly' };
+const TARGET_LABEL: Record<Target, string> = { ceiling: 'bare node:http (ceiling)', lacquer: 'Lacquer', baseline: 'Lacquer (baseline)', varnish: 'Varnish', nginx: 'nginx', direct: 'origin directly' };
 
 /** cpuUs: CPU time the server process used per request (user + system) — much less noisy than req/s on a shared machine. */
 type Sample = LoadResult & { rssBytes: number; cpuUs: number };
@@ -83,8 +111,9 @@ type Sample = LoadResult & { rssBytes: number; cpuUs: number };
 // Bounded: a hard deadline from the plan; on any exit, our own children are killed.
 
 const hasVarnish = !args['no-varnish'] && varnishVersion() !== undefined;
+const hasNginx = !args['no-nginx'] && nginxVersion() !== undefined;
 const baselineRoot = args.baseline ? resolve(args.baseline) : undefined;
-let scenarios = SCENARIOS.filter((s) => (s.target !== 'varnish' || hasVarnish) && (s.target !== 'baseline' || baselineRoot));
+let scenarios = SCENARIOS.filter((s) => (s.target !== 'varnish' || hasVarnish) && (s.target !== 'nginx' || hasNginx) && (s.target !== 'baseline' || baselineRoot));
 const onlyIds = args.only ? new Set(args.only.split(',')) : undefined;
 if (onlyIds) {
   scenarios = scenarios.filter((s) => onlyIds.has(s.id));
@@ -93,7 +122,7 @@ if (onlyIds) {
     process.exit(2);
   }
 }
-const doFill = !args['no-fill'] && (!onlyIds || onlyIds.has('fill'));
+const doFill = !args['no-fill'] && !args.compare && (!onlyIds || onlyIds.has('fill'));
 const fillSeconds = Math.max(seconds, 5);
 const planSeconds = scenarios.length * (warmupSeconds + rounds * seconds) + (doFill ? fillSeconds + 20 : 0);
 const hardDeadlineMs = (planSeconds * 1.5 + 120) * 1000;
@@ -169,8 +198,16 @@ async function verify(s: Scenario, port: number): Promise<void> {
   const problems: string[] = [];
   if (r.status !== 200) problems.push(`status ${r.status}`);
   if (r.bytes !== s.bytes) problems.push(`${r.bytes} body bytes, expected ${s.bytes}`);
-  const hit = s.target === 'lacquer' ? /; hit/.test(r.headers.get('cache-status') ?? '') : s.target === 'varnish' ? /^\d+ \d+$/.test(r.headers.get('x-varnish') ?? '') : undefined;
-  if (hit !== undefined && hit !== s.workload.endsWith('hit')) problems.push(`${hit ? 'a hit' : 'not a hit'} on the second request (cache-status: ${r.headers.get('cache-status')}, x-varnish: ${r.headers.get('x-varnish')})`);
+  const hit =
+    s.target === 'lacquer' || s.target === 'baseline'
+      ? /; hit/.test(r.headers.get('cache-status') ?? '')
+      : s.target === 'varnish'
+        ? /^\d+ \d+$/.test(r.headers.get('x-varnish') ?? '')
+        : s.target === 'nginx'
+          ? r.headers.get('x-cache-status') === 'HIT'
+          : undefined;
+  if (hit !== undefined && hit !== s.workload.endsWith('hit'))
+    problems.push(`${hit ? 'a hit' : 'not a hit'} on the second request (cache-status: ${r.headers.get('cache-status')}, x-varnish: ${r.headers.get('x-varnish')}, x-cache-status: ${r.headers.get('x-cache-status')})`);
   if (problems.length) throw new Error(`${s.id}: ${problems.join('; ')}`);
 }
 
@@ -188,11 +225,13 @@ const machine = {
   node: process.version,
   generator: `${generator.kind} ${generator.version}`,
   varnish: hasVarnish ? varnishVersion() : undefined,
+  nginx: hasNginx ? nginxVersion() : undefined,
   loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
 };
 
-log(`bench: ${machine.cpu}, ${machine.nproc} cpus, node ${machine.node}, ${machine.generator}${machine.varnish ? `, varnish ${machine.varnish}` : ''}; load average ${machine.loadavg}`);
+log(`bench: ${machine.cpu}, ${machine.nproc} cpus, node ${machine.node}, ${machine.generator}${machine.varnish ? `, varnish ${machine.varnish}` : ''}${machine.nginx ? `, nginx ${machine.nginx}` : ''}; load average ${machine.loadavg}`);
 if (!hasVarnish && !args['no-varnish']) log(`bench: ${VARNISH_HINT}`);
+if (!hasNginx && !args['no-nginx']) log(`bench: ${NGINX_HINT}`);
 if (generator.kind !== 'wrk') log('bench: wrk is not installed, using autocannon (slower, in Node): apt-get install -y wrk');
 log(`bench: ${scenarios.length} columns × ${rounds} rounds × ${seconds} s, -t${threads} -c${connections}; temp dir ${dir}`);
 
@@ -210,6 +249,7 @@ try {
   const lacquer = await startLacquer('lacquer', originPort, '256MiB', { profileDir, flags: nodeFlags });
   const baseline = baselineRoot && scenarios.some((s) => s.target === 'baseline') ? await startLacquer('baseline', originPort, '256MiB', { root: baselineRoot }) : undefined;
   const varnish = scenarios.some((s) => s.target === 'varnish') ? await startVarnish(dir, originPort, '256m') : undefined;
+  const nginx = scenarios.some((s) => s.target === 'nginx') ? await startNginx(dir, originPort, '256m', { upstreamKeepalive: args['nginx-upstream-keepalive'] }) : undefined;
 
   const where: Record<Target, { port: number; child: Child } | undefined> = {
     ceiling: { port: barePort, child: bare },
@@ -217,6 +257,7 @@ try {
     lacquer: { port: lacquer.port, child: lacquer.child },
     baseline: baseline ? { port: baseline.port, child: baseline.child } : undefined,
     varnish: varnish ? { port: varnish.port, child: varnish.child } : undefined,
+    nginx: nginx ? { port: nginx.port, child: nginx.child } : undefined,
   };
   const run = async (s: Scenario, secs: number): Promise<Sample> => {
     const w = where[s.target]!;
@@ -242,6 +283,7 @@ try {
   await stop(lacquer.child);
   if (baseline) await stop(baseline.child);
   if (varnish) await stop(varnish.child);
+  if (nginx) await stop(nginx.child);
   await stop(bare);
 
   if (profileDir) {
@@ -313,7 +355,9 @@ for (const [id, xs] of samples) {
 const k = (n: number) => (Number.isFinite(n) ? (n >= 1000 ? `${(n / 1000).toFixed(1)}k` : n.toFixed(0)) : '—');
 const ms = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : '—');
 const out: string[] = [];
-out.push(`Date ${machine.date}; ${machine.nproc} CPUs (${machine.cpu}); Node ${machine.node}; ${machine.generator} -t${threads} -c${connections}; ${machine.varnish ? `Varnish ${machine.varnish} (-s malloc,256m, builtin VCL)` : 'Varnish not installed'}; load average at start ${machine.loadavg}.`);
+out.push(
+  `Date ${machine.date}; ${machine.nproc} CPUs (${machine.cpu}); Node ${machine.node}; ${machine.generator} -t${threads} -c${connections}; ${machine.varnish ? `Varnish ${machine.varnish} (-s malloc,256m, builtin VCL)` : 'Varnish not installed'}; ${machine.nginx ? `nginx ${machine.nginx} (Debian's nginx.conf + proxy_cache keys_zone, max_size=256m, ${args['nginx-upstream-keepalive'] ? 'upstream keepalive 32' : 'HTTP/1.0 to the origin without keep-alive'})` : 'nginx not installed'}; load average at start ${machine.loadavg}.`,
+);
 out.push(`${rounds} round(s) of ${seconds} s per column, interleaved; figures are medians over rounds.`);
 out.push('');
 out.push('| workload | server | req/s | p50 ms | p99 ms | server CPU µs/req | RSS MiB | errors | req/s per round |');
@@ -351,11 +395,17 @@ addRatio('1 KiB hit / Varnish hit', 'lacquer-1k', 'varnish-1k', 1);
 addRatio('100 KiB hit / Varnish hit', 'lacquer-100k', 'varnish-100k', 1);
 addRatio('pass / origin directly', 'lacquer-pass', 'direct-pass', undefined);
 addRatio('pass / Varnish pass', 'lacquer-pass', 'varnish-pass', 1);
+addRatio('1 KiB hit / nginx hit', 'lacquer-1k', 'nginx-1k', undefined);
+addRatio('100 KiB hit / nginx hit', 'lacquer-100k', 'nginx-100k', undefined);
+addRatio('pass / nginx pass', 'lacquer-pass', 'nginx-pass', undefined);
+addRatio('100 KiB hit / bare Node ceiling (100 KiB)', 'lacquer-100k', 'ceiling-100k', undefined);
 addRatio('1 KiB hit / baseline', 'lacquer-1k', 'baseline-1k', undefined);
 addRatio('100 KiB hit / baseline', 'lacquer-100k', 'baseline-100k', undefined);
 addRatio('pass / baseline', 'lacquer-pass', 'baseline-pass', undefined);
 addRatio('Varnish 1 KiB hit / ceiling', 'varnish-1k', 'ceiling', undefined);
 addRatio('Varnish pass / origin directly', 'varnish-pass', 'direct-pass', undefined);
+addRatio('nginx 1 KiB hit / ceiling', 'nginx-1k', 'ceiling', undefined);
+addRatio('nginx pass / origin directly', 'nginx-pass', 'direct-pass', undefined);
 for (const id of ['lacquer-1k', 'lacquer-100k']) {
   const m = med.get(id);
   if (m) targets.push({ name: `p99 of a ${id === 'lacquer-1k' ? '1 KiB' : '100 KiB'} hit at ${connections} connections`, value: `${ms(m.p99)} ms`, target: '< 5 ms', met: m.p99 < 5 });
@@ -377,7 +427,36 @@ if (fill) {
   out.push('');
   out.push(`Fill phase: ${fill.keys} distinct 100 KiB objects requested at random for ${fillSeconds} s (${k(fill.rps)} req/s, ${fill.hits} hits of ${fill.lines} logged requests), cache.memory ${fillMiB} MiB; RSS read from /proc/<pid>/status (VmRSS at the end, VmHWM peak); ${(fill.startBytes / MiB).toFixed(0)} MiB just after start, before any request.`);
 }
+
+// The comparison of issue 6: per workload, every server side by side and Lacquer's ratio to each
+// (req/s: higher is better for Lacquer; p99 and CPU per request: lower is better for Lacquer).
+const COMPARE: { workload: Workload; ceiling: string; lacquer: string; varnish: string; nginx: string }[] = [
+  { workload: '1 KiB hit', ceiling: 'ceiling', lacquer: 'lacquer-1k', varnish: 'varnish-1k', nginx: 'nginx-1k' },
+  { workload: '100 KiB hit', ceiling: 'ceiling-100k', lacquer: 'lacquer-100k', varnish: 'varnish-100k', nginx: 'nginx-100k' },
+  { workload: 'pass (no-store)', ceiling: 'direct-pass', lacquer: 'lacquer-pass', varnish: 'varnish-pass', nginx: 'nginx-pass' },
+];
+const cell = (id: string) => {
+  const m = med.get(id);
+  return m ? `${k(m.rps)} · ${ms(m.p99)} ms · ${m.cpuUs.toFixed(1)} µs` : '—';
+};
+const vs = (a: string, b: string) => {
+  const ma = med.get(a);
+  const mb = med.get(b);
+  return ma && mb ? `${(ma.rps / mb.rps).toFixed(2)}× · ${(ma.p99 / mb.p99).toFixed(2)}× · ${(ma.cpuUs / mb.cpuUs).toFixed(2)}×` : '—';
+};
+if (COMPARE.some((c) => med.has(c.lacquer))) {
+  out.push('');
+  out.push('Comparison (medians; each cell: req/s · p99 · server CPU per request; ratios are Lacquer over the other server, in the same order — req/s above 1× and p99 or CPU below 1× favour Lacquer). The ceiling is a bare node:http server for hits and the origin itself for pass.');
+  out.push('');
+  out.push('| workload | ceiling | Lacquer | Varnish | nginx | Lacquer / ceiling | Lacquer / Varnish | Lacquer / nginx |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const c of COMPARE) {
+    if (!med.has(c.lacquer)) continue;
+    out.push(`| ${c.workload} | ${cell(c.ceiling)} | ${cell(c.lacquer)} | ${cell(c.varnish)} | ${cell(c.nginx)} | ${vs(c.lacquer, c.ceiling)} | ${vs(c.lacquer, c.varnish)} | ${vs(c.lacquer, c.nginx)} |`);
+  }
+}
 if (!hasVarnish && !args['no-varnish']) out.push('', VARNISH_HINT);
+if (!hasNginx && !args['no-nginx']) out.push('', NGINX_HINT);
 console.log(out.join('\n'));
 if (args.json) writeFileSync(args.json, `${JSON.stringify({ machine, seconds, rounds, connections, threads, samples: Object.fromEntries(samples), fill }, null, 2)}\n`);
 if (profiles.length) log(`bench: CPU profiles kept in ${dir}/profile`);

@@ -6,33 +6,20 @@ import { primaryKey } from '../cache/key.ts';
 import type { PurgeMode } from '../cache/invalidate.ts';
 import { maskSecrets } from '../ops/reload.ts';
 import type { AdminDeps } from './views.ts';
-import type { Reply, Route } from './routes.ts';
+import { readBody, type Reply, type Route } from './routes.ts';
 
 /** Largest JSON body read by these endpoints. */
 const MAX_BODY = 64 * 1024;
 
-function readJson(req: IncomingMessage): Promise<{ ok: true; value: unknown } | { ok: false; message: string }> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let n = 0;
-    req.on('data', (c: Buffer) => {
-      n += c.length;
-      if (n > MAX_BODY) {
-        resolve({ ok: false, message: `body over ${MAX_BODY} bytes` });
-        req.destroy();
-      } else chunks.push(c);
-    });
-    req.on('end', () => {
-      const text = Buffer.concat(chunks).toString('utf8').trim();
-      if (!text) return resolve({ ok: true, value: {} });
-      try {
-        resolve({ ok: true, value: JSON.parse(text) });
-      } catch {
-        resolve({ ok: false, message: 'body is not valid JSON' });
-      }
-    });
-    req.on('error', () => resolve({ ok: false, message: 'body could not be read' }));
-  });
+async function readJson(req: IncomingMessage): Promise<{ ok: true; value: unknown } | { ok: false; message: string }> {
+  const text = await readBody(req, MAX_BODY);
+  if (text === undefined) return { ok: false, message: `body over ${MAX_BODY} bytes, or unreadable` };
+  if (!text.trim()) return { ok: true, value: {} };
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch {
+    return { ok: false, message: 'body is not valid JSON' };
+  }
 }
 
 const problem = (status: number, error: string, message: string): Reply => ({ status, body: { error, message } });

@@ -17,13 +17,14 @@ export type Route = {
 /** Largest PUT body read (an override is one word). */
 const MAX_BODY = 1024;
 
-function readBody(req: IncomingMessage): Promise<string | undefined> {
+/** Reads a small request body; undefined when it is over `max` bytes or cannot be read. */
+export function readBody(req: IncomingMessage, max = MAX_BODY): Promise<string | undefined> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let n = 0;
     req.on('data', (c: Buffer) => {
       n += c.length;
-      if (n > MAX_BODY) {
+      if (n > max) {
         resolve(undefined);
         req.destroy();
         return;

@@ -3,7 +3,7 @@
 // available proxy and config and writes the report (docs/lab/REPORT.md, docs/lab/report.html).
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { compare } from '../lab/compare.ts';
+import { compare, renderReport } from '../lab/compare.ts';
 import { judge } from '../lab/goals.ts';
 import { parseBehaviourOption, runOriginProcess } from '../lab/origin-process.ts';
 import { LAUNCHERS, parseTargets, type Target } from '../lab/proxies/index.ts';
@@ -115,7 +115,9 @@ export function registerLab(lab: Command): void {
     .option('--out <dir>', 'where REPORT.md, report.html, results.json and the generated configs go', 'docs/lab')
     .option('--proxy <list>', 'restrict the targets (see `lab run`)', 'all')
     .option('--base-port <n>', 'ports n, n+1, … when free, so the written configs are stable', '17100')
-    .action(async (names: string[], o: { short?: boolean; out: string; proxy: string; basePort: string }) => {
+    .option('--render', 'only render REPORT.md and report.html again from <out>/results.json (no run)')
+    .action(async (names: string[], o: { short?: boolean; out: string; proxy: string; basePort: string; render?: boolean }) => {
+      if (o.render) return renderReport(o.out);
       exitOnSignals();
       await compare({ scenarios: scenariosOrExit(names), targets: targetsOrExit(o.proxy), short: o.short ?? false, outDir: o.out, basePort: Number(o.basePort) });
     });

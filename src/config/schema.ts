@@ -5,51 +5,30 @@ import { z } from 'zod';
 import { DURATION_HINT, SIZE_HINT, parseDuration, parseSize } from './units.ts';
 import { parseCondition, SIGNALS, type Condition } from '../observe/alert-conditions.ts';
 
+/** A string (or number) turned into a number by `parse`; `hint` says what is valid when it cannot. */
+function parsedUnit(parse: (v: unknown) => number | undefined, hint: string) {
+  return z.union([z.string(), z.number()]).transform((v, ctx) => {
+    const n = parse(v);
+    if (n === undefined) {
+      ctx.addIssue({ code: 'custom', message: hint });
+      return z.NEVER;
+    }
+    return n;
+  });
+}
+
 /** A duration setting: `250ms`, `3.5s`, `10m`, `1d`; stored as milliseconds. */
 function duration(def: string, doc: string) {
-  return z
-    .union([z.string(), z.number()])
-    .transform((v, ctx) => {
-      const ms = parseDuration(v);
-      if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: DURATION_HINT });
-        return z.NEVER;
-      }
-      return ms;
-    })
-    .prefault(def)
-    .meta({ description: doc, default: def, unit: 'duration' });
+  return parsedUnit(parseDuration, DURATION_HINT).prefault(def).meta({ description: doc, default: def, unit: 'duration' });
 }
 
 /** A size setting: `64KiB`, `256MiB`; stored as bytes. */
 function size(def: string, doc: string) {
-  return z
-    .union([z.string(), z.number()])
-    .transform((v, ctx) => {
-      const bytes = parseSize(v);
-      if (bytes === undefined) {
-        ctx.addIssue({ code: 'custom', message: SIZE_HINT });
-        return z.NEVER;
-      }
-      return bytes;
-    })
-    .prefault(def)
-    .meta({ description: doc, default: def, unit: 'size' });
+  return parsedUnit(parseSize, SIZE_HINT).prefault(def).meta({ description: doc, default: def, unit: 'size' });
 }
 
 function optionalDuration(doc: string) {
-  return z
-    .union([z.string(), z.number()])
-    .transform((v, ctx) => {
-      const ms = parseDuration(v);
-      if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: DURATION_HINT });
-        return z.NEVER;
-      }
-      return ms;
-    })
-    .optional()
-    .meta({ description: doc, unit: 'duration' });
+  return parsedUnit(parseDuration, DURATION_HINT).optional().meta({ description: doc, unit: 'duration' });
 }
 
 const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;

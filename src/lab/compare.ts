@@ -1,7 +1,7 @@
 // `lacquer lab compare`: every scenario against every available target, one after the other (the proxies
 // share the machine with the origins and the load generator, never with each other), then the report:
 // REPORT.md, report.html, results.json and the generated configs under configs/<scenario>/.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LAUNCHERS } from './proxies/index.ts';
@@ -60,10 +60,20 @@ export async function compare(opts: CompareOptions): Promise<RunResult[]> {
     failures,
   };
   mkdirSync(opts.outDir, { recursive: true });
-  writeFileSync(path.join(opts.outDir, 'REPORT.md'), markdownReport(results, meta));
-  writeFileSync(path.join(opts.outDir, 'report.html'), htmlReport(results, meta));
   writeFileSync(path.join(opts.outDir, 'results.json'), `${JSON.stringify({ meta, results: results.map(({ dir: _dir, ...r }) => r) }, null, 1)}\n`);
+  writeReport(opts.outDir, results, meta);
   process.stdout.write(`${summaryTable(results)}\n`);
   log(`report: ${path.join(opts.outDir, 'REPORT.md')}, ${path.join(opts.outDir, 'report.html')}`);
   return results;
+}
+
+function writeReport(outDir: string, results: readonly RunResult[], meta: ReportMeta): void {
+  writeFileSync(path.join(outDir, 'REPORT.md'), markdownReport(results, meta));
+  writeFileSync(path.join(outDir, 'report.html'), htmlReport(results, meta));
+}
+
+/** Renders REPORT.md and report.html again from the results.json of an earlier compare (no run). */
+export function renderReport(outDir: string): void {
+  const { meta, results } = JSON.parse(readFileSync(path.join(outDir, 'results.json'), 'utf8')) as { meta: ReportMeta; results: RunResult[] };
+  writeReport(outDir, results, meta);
 }

@@ -57,7 +57,8 @@ export function notBest(results: readonly RunResult[]): { scenario: string; line
       if (w && (o.origin.watched[w]?.duringFault ?? Infinity) < mine.origin.watched[w]!.duringFault) {
         better.push(`${o.origin.watched[w]!.duringFault} origin requests for ${w} vs ${mine.origin.watched[w]!.duringFault}`);
       }
-      if (mine.summary.errors === o.summary.errors && o.summary.latency.p99 * 1.5 < mine.summary.latency.p99 && mine.summary.latency.p99 > 50) {
+      const [p99, theirs] = [mine.summary.latency.p99, o.summary.latency.p99];
+      if (mine.summary.errors === o.summary.errors && theirs * 1.5 < p99 && p99 - theirs > 10) {
         better.push(`same errors, p99 ${fmt(o.summary.latency.p99)} ms vs Lacquer's ${fmt(mine.summary.latency.p99)} ms`);
       }
       if (better.length) lines.push(`${o.target.label}: ${better.join('; ')}`);

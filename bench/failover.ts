@@ -44,7 +44,7 @@ if (![SECONDS, KILL_AT, WINDOW, CONNECTIONS, DIRECTOR_SECONDS, ROUNDS].every((n)
 }
 
 // Bounded: a hard deadline from the plan; on any exit, our own children are killed.
-const planSeconds = SECONDS + 1 + 3 * (1 + ROUNDS * DIRECTOR_SECONDS) + 20;
+const planSeconds = SECONDS + 1 + 3 * (1 + ROUNDS) * DIRECTOR_SECONDS + 20;
 const deadline = setTimeout(() => {
   console.error(`failover bench: over its hard deadline of ${Math.round(planSeconds * 1.5 + 60)} s, stopping`);
   killAllNow();
@@ -204,7 +204,9 @@ async function directors(): Promise<void> {
     const r = await generator.run({ url: `${p.url}/pass`, seconds, connections: CONNECTIONS, threads: 2, script: generator.kind === 'wrk' ? script : undefined });
     return { rps: r.rps, cpuUs: r.requests > 0 ? ((cpuMs(p.child.pid) - c0) * 1000) / r.requests : NaN, p99: r.p99Ms, errors: r.errors + r.non2xx };
   };
-  for (const d of kinds) await one(d, 1); // warm-up: connections, JIT
+  // Warm-up: connections and JIT. A fresh process keeps getting cheaper for ~10 s of load (with a 1 s
+  // warm-up, whichever director came first in round 1 was 10–30 % dearer), so each gets a full run first.
+  for (const d of kinds) await one(d, DIRECTOR_SECONDS);
   const runs: Record<string, DirectorRun[]> = { round_robin: [], least_connections: [], hash: [] };
   // Interleaved rounds in rotating order, median per director: the machine is shared and its load drifts.
   for (let round = 0; round < ROUNDS; round++) {
@@ -229,9 +231,9 @@ async function directors(): Promise<void> {
   console.log('| director | server CPU µs/req | vs round_robin | req/s | vs round_robin | p99 ms | errors | CPU µs/req per round | req/s per round |');
   console.log('|---|---:|---:|---:|---:|---:|---:|---|---|');
   for (const d of kinds) {
-    const dc = m(d, 'cpuUs') - m('round_robin', 'cpuUs');
+    const dc = Math.round((m(d, 'cpuUs') - m('round_robin', 'cpuUs')) * 10) / 10 || 0; // no "-0.0"
     console.log(
-      `| ${d} | ${m(d, 'cpuUs').toFixed(1)} | ${d === 'round_robin' ? '—' : `${(m(d, 'cpuUs') / m('round_robin', 'cpuUs')).toFixed(3)}× (${dc >= 0 ? '+' : ''}${dc.toFixed(1)} µs)`} | ${m(d, 'rps').toFixed(0)} | ${d === 'round_robin' ? '—' : `${(m(d, 'rps') / m('round_robin', 'rps')).toFixed(3)}×`} | ${m(d, 'p99').toFixed(2)} | ${runs[d]!.reduce((a, r) => a + r.errors, 0)} | ${runs[d]!.map((r) => r.cpuUs.toFixed(1)).join(', ')} | ${runs[d]!.map((r) => r.rps.toFixed(0)).join(', ')} |`,
+      `| ${d} | ${m(d, 'cpuUs').toFixed(1)} | ${d === 'round_robin' ? '—' : `${(m(d, 'cpuUs') / m('round_robin', 'cpuUs')).toFixed(3)}× (${dc > 0 ? '+' : dc < 0 ? '−' : '±'}${Math.abs(dc).toFixed(1)} µs)`} | ${m(d, 'rps').toFixed(0)} | ${d === 'round_robin' ? '—' : `${(m(d, 'rps') / m('round_robin', 'rps')).toFixed(3)}×`} | ${m(d, 'p99').toFixed(2)} | ${runs[d]!.reduce((a, r) => a + r.errors, 0)} | ${runs[d]!.map((r) => r.cpuUs.toFixed(1)).join(', ')} | ${runs[d]!.map((r) => r.rps.toFixed(0)).join(', ')} |`,
     );
   }
 }

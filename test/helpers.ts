@@ -35,33 +35,42 @@ export type Harness = {
   log: LogCapture;
   url: string;
   get(path: string, headers?: Record<string, string>, method?: string): Promise<Reply>;
+  send(path: string, opts?: { method?: string; headers?: Record<string, string>; body?: string }): Promise<Reply>;
   close(): Promise<void>;
 };
 
 export type Reply = { status: number; headers: Record<string, string | string[] | undefined>; body: string; raw: Buffer };
 
 export async function startHarness(
-  opts: { origins?: OriginOptions[]; config?: Partial<ConfigInput> & Record<string, unknown>; backendExtra?: Record<string, unknown>[] } = {},
+  opts: {
+    origins?: OriginOptions[];
+    /** Config keys, or a function of the origin URLs (origins start first, so pools and routes can name them). */
+    config?: (Partial<ConfigInput> & Record<string, unknown>) | ((urls: string[]) => Record<string, unknown>);
+    backendExtra?: Record<string, unknown>[];
+  } = {},
 ): Promise<Harness> {
   const origins = await Promise.all((opts.origins ?? [{}]).map((o) => startOrigin(o)));
   const backends = origins.map((o, i) => ({ name: `app${i + 1}`, url: o.url, ...(opts.backendExtra?.[i] ?? {}) }));
+  const extra = typeof opts.config === 'function' ? opts.config(origins.map((o) => o.url)) : (opts.config ?? {});
   // The admin listener defaults to 127.0.0.1:6082; tests bind it to an ephemeral port unless they choose one.
-  const admin = { listen: '127.0.0.1:0', ...(opts.config?.admin as Record<string, unknown> | undefined) };
-  const config = validateConfig({ listen: '127.0.0.1:0', backends, ...opts.config, admin });
+  const admin = { listen: '127.0.0.1:0', ...(extra.admin as Record<string, unknown> | undefined) };
+  const config = validateConfig({ listen: '127.0.0.1:0', backends, ...extra, admin });
   const log = new LogCapture();
   const proxy = await startProxy(config, { logDestination: log });
   const agent = new Agent({ keepAliveTimeout: 1000 });
   const url = proxy.url;
+  const send: Harness['send'] = async (path, o = {}) => {
+    const res = await request(`${url}${path}`, { method: (o.method ?? 'GET') as 'GET', headers: o.headers, body: o.body, dispatcher: agent });
+    const raw = Buffer.from(await res.body.arrayBuffer());
+    return { status: res.statusCode, headers: res.headers, body: raw.toString('utf8'), raw };
+  };
   return {
     proxy,
     origins,
     log,
     url,
-    async get(path, headers = {}, method = 'GET') {
-      const res = await request(`${url}${path}`, { method: method as 'GET', headers, dispatcher: agent });
-      const raw = Buffer.from(await res.body.arrayBuffer());
-      return { status: res.statusCode, headers: res.headers, body: raw.toString('utf8'), raw };
-    },
+    get: (path, headers = {}, method = 'GET') => send(path, { method, headers }),
+    send,
     async close() {
       await proxy.stop();
       await agent.close();

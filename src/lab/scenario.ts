@@ -59,3 +59,12 @@ export function paths(prefix: string, n: number): string[] {
 export function all(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
 }
+
+/** The common load shape: a constant rate before, during (`faultName`) and after the fault window. */
+export function steadyRate(rps: number, list: string[], fromMs: number, toMs: number, endMs: number, faultName: string): LoadPhase[] {
+  return [
+    { kind: 'rate', name: 'warm-up', fromMs: 0, toMs: fromMs, rps, paths: list },
+    { kind: 'rate', name: faultName, fromMs, toMs, rps, paths: list },
+    { kind: 'rate', name: 'recovery', fromMs: toMs, toMs: endMs, rps, paths: list },
+  ];
+}

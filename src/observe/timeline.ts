@@ -49,20 +49,8 @@ export type Point = {
   cacheMax: number;
 };
 
-/** Sums over a window, for alert rules and /api/stats. */
-export type WindowStats = {
-  seconds: number;
-  requests: number;
-  cache: Record<CacheLabel, number>;
-  s5xx: number;
-  e5xx: Record<string, number>;
-  failures: Record<string, { n: number; example: string; backend: string | undefined }>;
-  attempts: number;
-  attemptFailures: number;
-  latency: Hist;
-  backends: Map<string, BackendSecond>;
-  eldP99Ms: number | undefined;
-};
+/** Sums over a window, for alert rules and /api/stats: a Second without its timestamp, plus its length. */
+export type WindowStats = Omit<Second, 't'> & { seconds: number };
 
 const zeroCache = (): Record<CacheLabel, number> => Object.fromEntries(CACHE_LABELS.map((l) => [l, 0])) as Record<CacheLabel, number>;
 

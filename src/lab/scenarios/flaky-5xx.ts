@@ -1,7 +1,7 @@
 // 7. flaky-5xx: 30% of origin answers are 503 on cacheable content. A proxy should retry elsewhere or
 // keep serving the good copy it has (RFC 5861 stale-if-error) rather than relay the 503.
 import type { Behaviour } from '../origin.ts';
-import { all, DEFAULT_TUNING, paths, type Scenario } from '../scenario.ts';
+import { all, DEFAULT_TUNING, paths, steadyRate, type Scenario } from '../scenario.ts';
 
 const GOOD: Behaviour = { kind: 'normal', cacheControl: 'max-age=2', bodySize: 2048 };
 
@@ -20,11 +20,7 @@ export const flaky5xx: Scenario = {
       faultFromMs: from,
       faultToMs: to,
       endMs: end,
-      load: [
-        { kind: 'rate', name: 'warm-up', fromMs: 0, toMs: from, rps: 400, paths: list },
-        { kind: 'rate', name: '30% 503', fromMs: from, toMs: to, rps: 400, paths: list },
-        { kind: 'rate', name: 'recovery', fromMs: to, toMs: end, rps: 400, paths: list },
-      ],
+      load: steadyRate(400, list, from, to, end, '30% 503'),
       actions: [
         { atMs: from, op: 'set', origins: all(2), path: '*', behaviour: { kind: 'error', status: 503, probability: 0.3, otherwise: GOOD } },
         { atMs: to, op: 'set', origins: all(2), path: '*', behaviour: GOOD },

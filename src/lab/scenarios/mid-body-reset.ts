@@ -2,7 +2,7 @@
 // never be stored, and never reach a client as if whole; the recovery phase then checks that every body
 // served (from cache or not) matches the origin's checksum.
 import type { Behaviour } from '../origin.ts';
-import { all, DEFAULT_TUNING, paths, type Scenario } from '../scenario.ts';
+import { all, DEFAULT_TUNING, paths, steadyRate, type Scenario } from '../scenario.ts';
 
 const GOOD: Behaviour = { kind: 'normal', cacheControl: 'max-age=1', bodySize: 65_536 };
 
@@ -21,11 +21,7 @@ export const midBodyReset: Scenario = {
       faultFromMs: from,
       faultToMs: to,
       endMs: end,
-      load: [
-        { kind: 'rate', name: 'warm-up', fromMs: 0, toMs: from, rps: 200, paths: list },
-        { kind: 'rate', name: '30% cut', fromMs: from, toMs: to, rps: 200, paths: list },
-        { kind: 'rate', name: 'recovery', fromMs: to, toMs: end, rps: 200, paths: list },
-      ],
+      load: steadyRate(200, list, from, to, end, '30% cut'),
       actions: [
         { atMs: from, op: 'set', origins: all(2), path: '*', behaviour: { kind: 'reset-mid-body', afterBytes: 16_384, probability: 0.3, then: GOOD } },
         { atMs: to, op: 'set', origins: all(2), path: '*', behaviour: GOOD },

@@ -1,7 +1,7 @@
 // 2. node-dies: three backends serve uncacheable GETs; one is killed (SIGKILL) mid-run and restarted
 // 20 s later. Requests it refuses or drops should go to the other two (nothing was sent, or GET is
 // idempotent and nothing reached the client), so clients should see no error.
-import { DEFAULT_TUNING, paths, type Scenario } from '../scenario.ts';
+import { DEFAULT_TUNING, paths, steadyRate, type Scenario } from '../scenario.ts';
 
 export const nodeDies: Scenario = {
   name: 'node-dies',
@@ -19,11 +19,7 @@ export const nodeDies: Scenario = {
       faultFromMs: kill,
       faultToMs: restart,
       endMs: end,
-      load: [
-        { kind: 'rate', name: 'warm-up', fromMs: 0, toMs: kill, rps: 200, paths: list },
-        { kind: 'rate', name: 'app2 dead', fromMs: kill, toMs: restart, rps: 200, paths: list },
-        { kind: 'rate', name: 'recovery', fromMs: restart, toMs: end, rps: 200, paths: list },
-      ],
+      load: steadyRate(200, list, kill, restart, end, 'app2 dead'),
       actions: [
         { atMs: kill, op: 'kill', origins: [1] },
         { atMs: restart, op: 'restart', origins: [1] },

@@ -1,6 +1,6 @@
 // 1. origin-down-warm: cacheable objects are warm, then every origin refuses connections for 30 s.
 // A cache that keeps expired copies (grace / stale-if-error, RFC 5861 §4) should hide the whole outage.
-import { all, DEFAULT_TUNING, paths, type Scenario } from '../scenario.ts';
+import { all, DEFAULT_TUNING, paths, steadyRate, type Scenario } from '../scenario.ts';
 
 export const originDownWarm: Scenario = {
   name: 'origin-down-warm',
@@ -18,11 +18,7 @@ export const originDownWarm: Scenario = {
       faultFromMs: down,
       faultToMs: up,
       endMs: end,
-      load: [
-        { kind: 'rate', name: 'warm-up', fromMs: 0, toMs: down, rps: 400, paths: list },
-        { kind: 'rate', name: 'origins down', fromMs: down, toMs: up, rps: 400, paths: list },
-        { kind: 'rate', name: 'recovery', fromMs: up, toMs: end, rps: 400, paths: list },
-      ],
+      load: steadyRate(400, list, down, up, end, 'origins down'),
       actions: [
         { atMs: down, op: 'refuse', origins: all(2) },
         { atMs: up, op: 'resume', origins: all(2) },

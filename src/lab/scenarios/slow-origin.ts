@@ -1,6 +1,6 @@
 // 3. slow-origin: one of three backends takes 3 s to its first byte for 20% of requests, three times
 // the 1 s first-byte timeout an operator set. Uncacheable, so every request meets the backend.
-import { paths, type Scenario } from '../scenario.ts';
+import { paths, steadyRate, type Scenario } from '../scenario.ts';
 import type { Behaviour } from '../origin.ts';
 
 const NORMAL: Behaviour = { kind: 'normal', cacheControl: 'no-store', bodySize: 2048, delayMs: 5 };
@@ -20,11 +20,7 @@ export const slowOrigin: Scenario = {
       faultFromMs: from,
       faultToMs: to,
       endMs: end,
-      load: [
-        { kind: 'rate', name: 'warm-up', fromMs: 0, toMs: from, rps: 200, paths: list },
-        { kind: 'rate', name: 'app2 slow', fromMs: from, toMs: to, rps: 200, paths: list },
-        { kind: 'rate', name: 'recovery', fromMs: to, toMs: end, rps: 200, paths: list },
-      ],
+      load: steadyRate(200, list, from, to, end, 'app2 slow'),
       actions: [
         { atMs: from, op: 'set', origins: [1], path: '*', behaviour: { kind: 'slow', firstByteMs: 3000, probability: 0.2, then: NORMAL } },
         { atMs: to, op: 'set', origins: [1], path: '*', behaviour: NORMAL },

@@ -1,6 +1,6 @@
 // Store: copying a streamed origin body into a cache object (bounded by the largest storable size), and
 // freshening a stored object from a 304 (RFC 9111 §4.3.4).
-import { parseVary, varyKey } from '../cache/key.ts';
+import { parseVary, variantKey } from '../cache/key.ts';
 import type { CachedObject } from '../cache/object.ts';
 import { parseTags } from '../cache/invalidate.ts';
 import { decideStorage, type Headers, type NotStorableReason, type StoragePolicy, type StoreDecision } from '../cache/storable.ts';
@@ -76,7 +76,7 @@ export function buildObject(ctx: ProxyContext, i: ObjectInput): CachedObject {
   for (const s of rawHeaders) headerBytes += s.length + 2;
   return {
     primary: i.primary,
-    key: fields.length ? i.primary + varyKey(fields, i.reqHeaders) : i.primary,
+    key: variantKey(i.primary, fields, i.reqHeaders),
     status: i.status,
     statusMessage: i.statusMessage,
     headers: i.headers,

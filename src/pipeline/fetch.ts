@@ -8,6 +8,8 @@ import type { Dispatcher } from 'undici';
 import { classifyFetchError, type ProxyError } from '../errors.ts';
 import type { Backend } from '../upstream/backend.ts';
 import { onSocketChosen } from '../upstream/socket-reuse.ts';
+// Drops unsolicited 100 Continue heads undici would treat as a broken connection (issue 10 item 3).
+import '../upstream/interim-filter.ts';
 import type { Headers } from '../cache/storable.ts';
 
 export type FetchRequest = {

@@ -45,6 +45,20 @@ describe('default config: revalidate before serving (RFC 9111 §4.2.4)', () => {
     expect(origin().count('/p')).toBe(2);
   });
 
+  it('§4.3.5: a HEAD for an expired object revalidates the stored GET (conditional GET, 304): the HEAD answer and later GETs carry the new headers', async () => {
+    const clock = await start({ kind: 'normal', cacheControl: 'max-age=1', etag: '"v1"', body: 'body-v1', headers: { 'x-version': '1' } });
+    await h!.get('/p');
+    clock.advance(2000);
+    origin().set('*', { kind: 'normal', cacheControl: 'max-age=60', etag: '"v1"', body: 'body-v1', headers: { 'x-version': '2' } });
+    const head = await h!.get('/p', {}, 'HEAD');
+    expect(origin().requests[1]!.method).toBe('GET');
+    expect(origin().requests[1]!.headers['if-none-match']).toBe('"v1"');
+    expect([head.status, head.body, head.headers['x-version']]).toEqual([200, '', '2']);
+    const get = await h!.get('/p');
+    expect([get.body, get.headers['x-version']]).toEqual(['body-v1', '2']);
+    expect(cs(get)).toMatch(/^lacquer; hit/);
+  });
+
   it('an expired object without validators is fetched again before it is served (200 replaces it)', async () => {
     const clock = await start({ kind: 'normal', cacheControl: 'max-age=1', body: 'old' });
     await h!.get('/p');
@@ -97,6 +111,17 @@ describe('default config: revalidate before serving (RFC 9111 §4.2.4)', () => {
     const r = await h!.get('/p');
     expect(r.status).toBe(503);
     expect(r.headers['proxy-status']).toMatch(/error=connection_refused/);
+  });
+});
+
+describe('what is stored (RFC 9111 §3.1)', () => {
+  it('§3.1: Proxy-Authenticate and Proxy-Authentication-Info are never stored (the miss passes them on, the hit does not)', async () => {
+    await start({ kind: 'normal', cacheControl: 'max-age=60', headers: { 'proxy-authenticate': 'Basic realm="hop"', 'proxy-authentication-info': 'nextnonce="x"', 'x-kept': 'yes' } });
+    const miss = await h!.get('/p');
+    expect(miss.headers['proxy-authenticate']).toBe('Basic realm="hop"');
+    const hit = await h!.get('/p');
+    expect(cs(hit)).toMatch(/^lacquer; hit/);
+    expect([hit.headers['proxy-authenticate'], hit.headers['proxy-authentication-info'], hit.headers['x-kept']]).toEqual([undefined, undefined, 'yes']);
   });
 });
 

@@ -16,6 +16,8 @@ export type Directives = {
   staleIfError?: number;
   noTransform: boolean;
   immutable: boolean;
+  /** §5.2.2.3: store only if the cache understands the status code (and then `no-store` may be ignored). */
+  mustUnderstand: boolean;
   // Request-only directives (§5.2.1)
   maxStale?: number;
   minFresh?: number;
@@ -31,6 +33,7 @@ const EMPTY: Directives = Object.freeze({
   proxyRevalidate: false,
   noTransform: false,
   immutable: false,
+  mustUnderstand: false,
   onlyIfCached: false,
 });
 
@@ -96,6 +99,9 @@ export function parseCacheControl(value: string | string[] | undefined): Directi
         break;
       case 'immutable':
         d.immutable = true;
+        break;
+      case 'must-understand':
+        d.mustUnderstand = true;
         break;
       case 'only-if-cached':
         d.onlyIfCached = true;

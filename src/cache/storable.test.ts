@@ -68,6 +68,12 @@ describe('storability (RFC 9111 §3)', () => {
     for (const status of [500, 502, 503, 504]) expect(decide({ 'cache-control': 'max-age=60' }, { status })).toMatchObject({ store: false, reason: 'error-status' });
   });
 
+  it('§5.2.2.3: must-understand is stored only for a status code the cache understands', () => {
+    expect(decide({ 'cache-control': 'max-age=60, must-understand' }, { status: 299 })).toMatchObject({ store: false, reason: 'status' });
+    expect(decide({ 'cache-control': 'max-age=60' }, { status: 299 }).store).toBe(true);
+    expect(decide({ 'cache-control': 'max-age=60, must-understand' }).store).toBe(true);
+  });
+
   it('§3: only GET responses are stored', () => {
     expect(decide({ 'cache-control': 'max-age=60' }, { method: 'POST' })).toMatchObject({ store: false, reason: 'method' });
   });

@@ -5,6 +5,12 @@ import { parseVary } from './key.ts';
 
 export type Headers = Record<string, string | string[] | undefined>;
 
+/** Final status codes whose caching semantics Lacquer implements: those RFC 9110 §15 defines (for must-understand, §5.2.2.3). */
+const UNDERSTOOD_STATUSES: ReadonlySet<number> = new Set([
+  200, 201, 202, 203, 204, 205, 206, 300, 301, 302, 303, 304, 305, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413,
+  414, 415, 416, 417, 421, 422, 426, 500, 501, 502, 503, 504, 505,
+]);
+
 /** Why a response was not stored: a closed union, reported in Cache-Status `detail` and the log. */
 export type NotStorableReason =
   | 'method'
@@ -76,6 +82,9 @@ export function decideStorage(method: string, reqHeaders: Headers, res: Response
   if (p.honorClientCacheControl && parseCacheControl(reqHeaders['cache-control']).noStore) return { store: false, reason: 'request-no-store' };
 
   const { directives: d, targeted } = governingDirectives(res.headers);
+  // §5.2.2.3: a cache MUST NOT store a must-understand response whose status code it does not understand.
+  // (It may then ignore no-store; Lacquer keeps honouring no-store: the safe reading.)
+  if (d.mustUnderstand && !UNDERSTOOD_STATUSES.has(res.status)) return { store: false, reason: 'status' };
   // §5.2.2.5 no-store.
   if (d.noStore) return { store: false, reason: 'no-store' };
   // §5.2.2.7: a shared cache MUST NOT store a `private` response.

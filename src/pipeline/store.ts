@@ -7,8 +7,11 @@ import { decideStorage, type Headers, type NotStorableReason, type StoragePolicy
 import type { ProxyContext } from './context.ts';
 import { responseHeaderList } from './headers.ts';
 
-/** Recomputed on every delivery, so never stored. */
-const NOT_STORED = new Set(['age', 'content-length', 'x-request-id', 'cache-status', 'proxy-status', 'date-received']);
+/**
+ * Recomputed on every delivery, so never stored; and the fields RFC 9111 §3.1 says MUST NOT be stored
+ * (specific to a proxy on the way: Proxy-Authenticate, Proxy-Authentication-Info).
+ */
+const NOT_STORED = new Set(['age', 'content-length', 'x-request-id', 'cache-status', 'proxy-status', 'date-received', 'proxy-authenticate', 'proxy-authentication-info']);
 
 /** Collects body chunks up to a cap; past it the copy is dropped and `add` returns false. */
 export class BodyCollector {

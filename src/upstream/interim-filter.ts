@@ -17,7 +17,7 @@ const REQUEST_LINE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+ \S+ HTTP\/1\.1\r\n/;
 const HEAD_END = Buffer.from('\r\n\r\n');
 /** Longest interim head we hold while deciding; past it the bytes go to undici, which enforces its own limit. */
 const MAX_INTERIM_HEAD = 64 * 1024;
-const EMPTY = Buffer.alloc(0);
+const EMPTY: Buffer = Buffer.alloc(0);
 
 subscribe('undici:client:connected', (message) => {
   const socket = (message as { socket?: Socket }).socket;
@@ -37,7 +37,7 @@ function mayBeInterim(b: Buffer): boolean {
  */
 export function dropContinues(socket: Socket): void {
   let expecting = false;
-  let held = EMPTY;
+  let held: Buffer = EMPTY;
   const write = socket.write;
   socket.write = function (this: Socket, chunk: unknown, ...rest: unknown[]) {
     if (typeof chunk === 'string' && REQUEST_LINE.test(chunk)) expecting = true;

@@ -26,6 +26,12 @@ describe('stale settings', () => {
     expect(validateConfig({ backends, cache: { grace: '1h', stale_if_error: '10m' } }).cache.stale_if_error).toBe(600_000);
   });
 
+  it('an invalid value is reported with its path and what is valid', () => {
+    expect(() => validateConfig({ backends, cache: { stale_if_error: 'soon', stale_while_revalidate: 'later' } })).toThrow(
+      /cache\.stale_if_error: "soon" — a duration like 250ms[^\n]*\ncache\.stale_while_revalidate: "later" — a duration/,
+    );
+  });
+
   it('deprecationNotes explains grace, globally and per route', () => {
     const cfg = validateConfig({ backends, cache: { grace: '1h' }, routes: [{ path_prefix: '/a', pool: 'default', grace: '5m' }, { path_prefix: '/b', pool: 'default', grace: '5m', stale_if_error: '1m' }] });
     const notes = deprecationNotes(cfg);

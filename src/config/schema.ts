@@ -92,14 +92,18 @@ const STALE_IF_ERROR_DEFAULT = '1d';
 
 const Cache = z.strictObject({
   memory: size('256MiB', 'Upper bound on stored bytes (headers + bodies); least recently used objects are evicted beyond it.'),
-  stale_if_error: parsedUnit(parseDuration, DURATION_HINT)
-    .optional()
+  // Optional (not defaulted) so the deprecated `grace` can stand in for it; parsed and defaulted in the
+  // transform below (a refine, not a transform here, keeps its documented default in the reference).
+  stale_if_error: z
+    .union([z.string(), z.number()])
+    .refine((v) => parseDuration(v) !== undefined, DURATION_HINT)
     .meta({
       description:
         'How long past expiry a stored object may stand in when the fetch fails (any failure class, a full backend queue) or the origin answers 500, 502, 503 or 504 — "disconnected" in RFC 9111 §4.2.4 terms (RFC 5861 §4). Never for `must-revalidate`, `proxy-revalidate`, `no-cache`, or `s-maxage` without an explicit RFC 5861 directive. A response `stale-if-error=N` overrides it for that object.',
       default: STALE_IF_ERROR_DEFAULT,
       unit: 'duration',
-    }),
+    })
+    .optional(),
   stale_while_revalidate: duration(
     '0',
     'How long past expiry an object may be served at once while one background fetch revalidates it, for responses without their own `stale-while-revalidate`. 0 (RFC 9111 §4.2.4): an expired object is revalidated before it is served (concurrent requests still wait on that one revalidation). Above 0 is a deliberate deviation from §4.2.4 an operator opts into (Varnish grace).',
@@ -163,7 +167,7 @@ const Cache = z.strictObject({
     '65s',
     'How long a request waits for an identical in-flight origin fetch before giving up (`http_response_timeout`). Should exceed `first_byte`.',
   ),
-}).transform((c) => ({ ...c, stale_if_error: c.stale_if_error ?? c.grace ?? parseDuration(STALE_IF_ERROR_DEFAULT)! }));
+}).transform((c) => ({ ...c, stale_if_error: c.stale_if_error !== undefined ? parseDuration(c.stale_if_error)! : (c.grace ?? parseDuration(STALE_IF_ERROR_DEFAULT)!) }));
 
 const Limits = z.strictObject({
   request_header_size: size('16KiB', 'Largest request head accepted from a client; beyond it 431.'),

@@ -173,14 +173,13 @@ describe('coalescing and invalidation (issue 10 item 7)', () => {
       }, lang === 'de' ? 600 : 50);
     });
     await h!.get('/v', { 'accept-language': 'en' }); // the URI's Vary is now known
-    const started = performance.now();
     const [de1, fr, de2] = await Promise.all([
       h!.get('/v', { 'accept-language': 'de' }),
-      sleep(50).then(async () => ({ r: await h!.get('/v', { 'accept-language': 'fr' }), at: performance.now() - started })),
+      sleep(50).then(() => h!.get('/v', { 'accept-language': 'fr' })),
       sleep(50).then(() => h!.get('/v', { 'accept-language': 'de' })),
     ]);
-    expect([de1.body, fr.r.body, de2.body]).toEqual(['de', 'fr', 'de']);
-    expect(cs(fr.r)).not.toMatch(/collapsed/);
+    expect([de1.body, fr.body, de2.body]).toEqual(['de', 'fr', 'de']);
+    expect(cs(fr)).not.toMatch(/collapsed/);
     expect(cs(de2)).toMatch(/collapsed/);
     expect(custom!.seen.filter((s) => s.method === 'GET')).toHaveLength(3); // en, de, fr
   });

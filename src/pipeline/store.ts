@@ -5,7 +5,7 @@ import type { CachedObject } from '../cache/object.ts';
 import { parseTags } from '../cache/invalidate.ts';
 import { decideStorage, type Headers, type NotStorableReason, type StoragePolicy, type StoreDecision } from '../cache/storable.ts';
 import type { ProxyContext } from './context.ts';
-import { responseHeaderList } from './headers.ts';
+import { endToEnd, responseHeaderList } from './headers.ts';
 
 /**
  * Recomputed on every delivery, so never stored; and the fields RFC 9111 §3.1 says MUST NOT be stored
@@ -129,8 +129,10 @@ export function freshenObject(ctx: ProxyContext, o: CachedObject, reqHeaders: He
   // every request). §4.2.3 then computes the age of the 304 itself.
   delete merged['age'];
   delete merged['date'];
-  for (const [k, v] of Object.entries(notModified)) {
-    if (k === 'content-length' || k === 'content-encoding' || k === 'transfer-encoding' || k === 'content-range') continue;
+  // §3.2: every field of the 304 replaces the stored one, except the hop-by-hop ones (§3.1), Content-Length, and
+  // the fields the stored body depends on (its coding and range): the body is the stored one.
+  for (const [k, v] of Object.entries(endToEnd(notModified))) {
+    if (k === 'content-length' || k === 'content-encoding' || k === 'content-range') continue;
     merged[k] = v;
   }
   const decision = decideStorage('GET', reqHeaders, { status: o.status, headers: merged, requestTimeMs, responseTimeMs }, policy);

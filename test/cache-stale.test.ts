@@ -125,6 +125,21 @@ describe('what is stored (RFC 9111 §3.1)', () => {
   });
 });
 
+describe('maintenance stale-only (RFC 9111 §5.2.2.2)', () => {
+  it('serves an expired ordinary object, but never an expired must-revalidate one (the maintenance page instead)', async () => {
+    const clock = await start({ kind: 'normal', cacheControl: 'max-age=1', etag: '"a"' });
+    origin().set('/mr', { kind: 'normal', cacheControl: 'max-age=1, must-revalidate', etag: '"b"' });
+    await h!.get('/p');
+    await h!.get('/mr');
+    clock.advance(5000);
+    h!.proxy.ctx.maintenance.set('*', { mode: 'stale-only' });
+    expect((await h!.get('/p')).status).toBe(200);
+    const mr = await h!.get('/mr');
+    expect(mr.status).toBe(503);
+    expect(mr.body).toContain('maintenance');
+  });
+});
+
 describe('stale-while-revalidate: only when the origin or the operator allows it', () => {
   it('RFC 5861 §3: the origin\'s stale-while-revalidate=30 → served at once, refreshed in the background', async () => {
     const clock = await start({ kind: 'normal', cacheControl: 'max-age=1, stale-while-revalidate=30', body: 'old' });

@@ -1,7 +1,7 @@
 // Interim responses (RFC 9110 §15.2), extension methods (RFC 9110 §9.1, RFC 9111 §4.4), coalescing per
 // Vary variant and the invalidation race (issue 10 items 3, 4 and 7), against real sockets.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sleep, startHarness, type Harness, type Reply } from './helpers.ts';
 import { parseHead, rawExchange } from './raw-client.ts';
@@ -101,6 +101,33 @@ describe('interim responses (RFC 9110 §15.2)', () => {
     const raw = await rawExchange(proxyPort(), 'GET /k9 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
     expect(raw).toMatch(/^HTTP\/1\.1 103 Early Hints\r\n/);
     expect(raw).not.toMatch(/100 Continue/);
+  });
+});
+
+describe('interim responses split across TCP segments', () => {
+  it('a 100 Continue and a 103 arriving in fragments are told apart from the final response', async () => {
+    const fragments = ['HTTP/1.1 1', '00 Continue\r', '\n\r\nHTTP/1.1 1', '03 Early Hints\r\nLink: </x.css>; rel=preload\r\n\r\n', 'HTTP/1.1 2', '00 OK\r\ncontent-length: 2\r\ncache-control: no-store\r\n\r\nok'];
+    const server = net.createServer((socket) => {
+      socket.once('data', async () => {
+        for (const f of fragments) {
+          socket.write(f);
+          await sleep(15);
+        }
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      h = await startHarness({ config: () => ({ backends: [{ name: 'raw', url: `http://127.0.0.1:${port}` }] }) });
+      const raw = await rawExchange(proxyPort(), 'GET /f HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+      expect(raw).toMatch(/^HTTP\/1\.1 103 Early Hints\r\nlink: <\/x\.css>; rel=preload\r\n/i);
+      expect(raw).not.toMatch(/100 Continue/);
+      expect(raw).toMatch(/\r\n\r\nHTTP\/1\.1 200 OK\r\n[\s\S]*ok$/);
+    } finally {
+      await h?.close();
+      h = undefined;
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 });
 

@@ -183,7 +183,7 @@ describe('stale windows (RFC 5861, RFC 9111 §4.2.4)', () => {
     expect([f.swrMs, f.sieMs]).toEqual([0, 0]);
   });
 
-  it('§5.2.2.10: s-maxage implies proxy-revalidate: no grace without an explicit RFC 5861 directive', () => {
+  it('§5.2.2.10: s-maxage implies proxy-revalidate: no stale window without an explicit RFC 5861 directive', () => {
     const f = stored(decide({ 'cache-control': 's-maxage=60' }));
     expect(f.noStaleServe).toBe(true);
     expect([f.swrMs, f.sieMs]).toEqual([0, 0]);

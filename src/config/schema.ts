@@ -521,7 +521,7 @@ const isoTime = (doc: string) =>
 const Maintenance = z.strictObject({
   mode: MaintenanceMode.default('off').meta({
     description:
-      'Global maintenance mode. `stale-only`: serve whatever is cached (even past grace, up to keep) and never contact the origin; what is not cached gets the maintenance page. `page`: every request gets the maintenance page.',
+      'Global maintenance mode. `stale-only`: serve whatever is cached (even past `stale_if_error`, up to keep; never an expired must-revalidate object) and never contact the origin; what is not cached gets the maintenance page. `page`: every request gets the maintenance page.',
     default: 'off',
   }),
   pools: z

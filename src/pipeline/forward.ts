@@ -331,7 +331,7 @@ function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: 
               if (MARKABLE.has(d.reason)) {
                 ctx.passMarks.set(primary, true);
                 // The origin's current answer may not be stored: the older copy must not keep being
-                // served (stale-while-revalidate would hand it out for the whole grace).
+                // served (stale-while-revalidate or stale-if-error would hand it out for their whole window).
                 if (plan.stale) ctx.store.delete(plan.stale.key);
               }
               plan.flight?.settle({ kind: 'uncacheable' });

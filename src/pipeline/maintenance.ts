@@ -1,5 +1,5 @@
-// Maintenance: planned downtime without errors. `stale-only` serves whatever is cached (even past grace,
-// up to keep) and never contacts the origin; `page` answers every request with the maintenance page,
+// Maintenance: planned downtime without errors. `stale-only` serves whatever is cached (even past
+// stale_if_error, up to keep) and never contacts the origin; `page` answers every request with the maintenance page,
 // `Retry-After` set to the planned end. Modes come from the admin API (an override), from scheduled
 // windows in config, from per-pool config, or from the global config mode — in that order.
 import type { MaintenanceConfig, MaintenanceModeName } from '../config/schema.ts';

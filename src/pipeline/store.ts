@@ -45,7 +45,7 @@ export class BodyCollector {
   }
 }
 
-/** `policy`: a route's TTL/grace overrides (pipeline/route.ts), else the context's. */
+/** `policy`: a route's TTL and stale-window overrides (pipeline/route.ts), else the context's. */
 export function storageDecision(ctx: ProxyContext, reqHeaders: Headers, status: number, headers: Headers, requestTimeMs: number, responseTimeMs: number, policy: StoragePolicy = ctx.policy): StoreDecision {
   const d = decideStorage('GET', reqHeaders, { status, headers, requestTimeMs, responseTimeMs }, policy);
   if (d.store) {

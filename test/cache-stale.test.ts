@@ -283,6 +283,17 @@ describe('requests with Cookie (cache.cookie_requests, issue 11 item 8)', () => 
     expect(cs(await h!.get('/s'))).toMatch(/^lacquer; hit/);
   });
 
+  it('pass: a request with Cookie that revalidates a shared object (304) refreshes it for everyone instead of dropping it', async () => {
+    const clock = await start({ kind: 'normal', cacheControl: 'max-age=1', etag: '"v1"', body: 'shared' });
+    await h!.get('/p');
+    clock.advance(2000);
+    origin().set('*', { kind: 'normal', cacheControl: 'max-age=60', etag: '"v1"', body: 'shared' });
+    const a = await h!.get('/p', { cookie: 'sid=A' });
+    expect(cs(a)).toMatch(/fwd-status=304; ttl=\d+; stored$/);
+    expect(cs(await h!.get('/p'))).toMatch(/^lacquer; hit/);
+    expect(origin().count('/p')).toBe(2);
+  });
+
   it('ignore: stored per RFC 9111 whatever the Cookie', async () => {
     await start({ kind: 'normal', cacheControl: 'max-age=60' }, { cache: { cookie_requests: 'ignore' } });
     await h!.get('/p', { cookie: 'sid=A' });

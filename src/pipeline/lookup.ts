@@ -46,7 +46,8 @@ function decide(ctx: ProxyContext, ex: Exchange, primary: string, now: number, c
     if (validate && (state === 'fresh' || state === 'stale-revalidate')) state = 'keep';
     // §5.2.1.2 max-stale: the client accepts a response this far past expiry — but never one the origin
     // forbade serving stale (§5.2.2.2 must-revalidate, proxy-revalidate, no-cache, s-maxage).
-    if (!validate && state !== 'fresh' && cc.maxStale !== undefined && !object.freshness.noStaleServe && now - object.expiresAt <= cc.maxStale * 1000) {
+    // (Within a stale-while-revalidate window the object is served anyway, with its background refresh.)
+    if (!validate && state !== 'fresh' && state !== 'stale-revalidate' && cc.maxStale !== undefined && !object.freshness.noStaleServe && now - object.expiresAt <= cc.maxStale * 1000) {
       return { kind: 'stale-accepted', primary, object };
     }
   }

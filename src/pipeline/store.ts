@@ -135,7 +135,11 @@ export function freshenObject(ctx: ProxyContext, o: CachedObject, reqHeaders: He
     if (k === 'content-length' || k === 'content-encoding' || k === 'content-range') continue;
     merged[k] = v;
   }
-  const decision = decideStorage('GET', reqHeaders, { status: o.status, headers: merged, requestTimeMs, responseTimeMs }, policy);
+  // cache.cookie_requests guards against storing a body built for one visitor's cookie; a 304 brings no body
+  // (its validator says the stored one, shared already, is current), so this request's Cookie does not count.
+  const sharedReq: Headers = { ...reqHeaders };
+  delete sharedReq['cookie'];
+  const decision = decideStorage('GET', sharedReq, { status: o.status, headers: merged, requestTimeMs, responseTimeMs }, policy);
   const object = buildObject(ctx, {
     primary: o.primary,
     reqHeaders,

@@ -110,6 +110,8 @@ describe('age (RFC 9111 §4.2.3)', () => {
     expect(parseAge('-3')).toBe(0);
     expect(parseAge('1.5')).toBe(0);
     expect(parseAge(undefined)).toBe(0);
+    expect(parseAge('10, 20')).toBe(0);
+    expect(parseAge('99999999999999')).toBe(2147483648);
   });
 });
 

@@ -124,6 +124,15 @@ describe('CDN-Cache-Control (RFC 9213 §2.1)', () => {
     expect(stored(decide({ 'cdn-cache-control': '', 'cache-control': 'max-age=7' })).lifetime).toEqual({ ms: 7000, source: 'max-age' });
   });
 
+  it('RFC 9213 §2.1: a CDN-Cache-Control that is not a valid structured dictionary is ignored (Cache-Control governs)', () => {
+    for (const bad of ['Max-Age=600', 'max-age=600s', 'max-age=600,,public', 'max-age = 600', 'max-age=600; ,']) {
+      expect(stored(decide({ 'cdn-cache-control': bad, 'cache-control': 'max-age=7' })).lifetime, bad).toEqual({ ms: 7000, source: 'max-age' });
+    }
+    for (const good of ['max-age=600', 'max-age=600, public', 'max-age=600, ext="x, y", flag=?1', 'no-cache, max-age=600']) {
+      expect(decide({ 'cdn-cache-control': good, 'cache-control': 'max-age=7' }).freshness?.lifetime.source, good).toBe('cdn-max-age');
+    }
+  });
+
   it('RFC 9213 §2.1: CDN-Cache-Control replaces Cache-Control entirely: no-store / private aimed at browsers do not stop storing', () => {
     expect(stored(decide({ 'cdn-cache-control': 'max-age=600', 'cache-control': 'no-store' })).lifetime).toEqual({ ms: 600_000, source: 'cdn-max-age' });
     expect(decide({ 'cdn-cache-control': 'max-age=600', 'cache-control': 'private' }).store).toBe(true);

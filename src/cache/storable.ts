@@ -68,8 +68,36 @@ export type ResponseFacts = { status: number; headers: Headers; requestTimeMs: n
  */
 export function governingDirectives(h: Headers): { directives: Directives; targeted: boolean } {
   const cdn = h['cdn-cache-control'];
-  if (cdn !== undefined && String(cdn).trim() !== '') return { directives: parseCacheControl(cdn), targeted: true };
+  if (cdn !== undefined && isStructuredDictionary(Array.isArray(cdn) ? cdn.join(',') : cdn)) return { directives: parseCacheControl(cdn), targeted: true };
   return { directives: parseCacheControl(h['cache-control']), targeted: false };
+}
+
+/** One member of an RFC 8941 dictionary: lowercase key, optional bare item (integer, decimal, string, token, boolean, byte sequence), parameters. */
+const SF_MEMBER = /^[a-z*][a-z0-9_\-.*]*(=(-?\d{1,15}(\.\d{1,3})?|"(?:[^"\\]|\\["\\])*"|[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*|\?[01]|:[A-Za-z0-9+/=]*:))?(;[^,]*)?$/;
+
+/**
+ * RFC 9213 §2.1: a targeted field is an RFC 8941 dictionary; one that does not parse (empty, `Max-Age=60`,
+ * `max-age=60s`) MUST be ignored, and Cache-Control then governs. A light check of the members, enough to
+ * tell a valid field from a broken one; quoted commas are kept inside their member.
+ */
+function isStructuredDictionary(value: string): boolean {
+  const members: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
+    if (quoted && c === '\\') {
+      cur += c + (value[++i] ?? '');
+      continue;
+    }
+    if (c === '"') quoted = !quoted;
+    if (c === ',' && !quoted) {
+      members.push(cur);
+      cur = '';
+    } else cur += c;
+  }
+  members.push(cur);
+  return !quoted && members.every((m) => SF_MEMBER.test(m.trim()));
 }
 
 export function decideStorage(method: string, reqHeaders: Headers, res: ResponseFacts, p: StoragePolicy): StoreDecision {

@@ -183,7 +183,7 @@ describe('coalescing and invalidation (issue 10 item 7)', () => {
       }, 300);
     });
     const slowGet = h!.get('/doc');
-    await sleep(100);
+    for (let i = 0; i < 200 && custom!.seen.length === 0; i++) await sleep(5); // the GET has reached the origin
     expect((await h!.send('/doc', { method: 'POST', body: 'x' })).status).toBe(204);
     expect((await slowGet).body).toBe('v1'); // this client still gets what it asked for
     const after = await h!.get('/doc');
@@ -207,7 +207,7 @@ describe('coalescing and invalidation (issue 10 item 7)', () => {
     ]);
     expect([de1.body, fr.body, de2.body]).toEqual(['de', 'fr', 'de']);
     expect(cs(fr)).not.toMatch(/collapsed/);
-    expect(cs(de2)).toMatch(/collapsed/);
+    expect([de1, de2].filter((r) => cs(r).includes('collapsed'))).toHaveLength(1);
     expect(custom!.seen.filter((s) => s.method === 'GET')).toHaveLength(3); // en, de, fr
   });
 });

@@ -33,11 +33,13 @@ export type StartOptions = {
   adminListen?: string;
   /** The file the config came from, re-read on reload. */
   configFile?: string;
+  /** Epoch-ms clock for freshness and staleness (tests inject one to move time without sleeping). */
+  clock?: () => number;
 };
 
 export async function startProxy(config: Config, opts: StartOptions = {}): Promise<Proxy> {
   const log = new AccessLog({ destination: opts.logDestination ?? config.log.access, level: config.log.level, proxyName: config.proxy.name });
-  let ctx = createContext(config, log);
+  let ctx = createContext(config, log, undefined, opts.clock);
   log.healthOf = (name) => healthContext(ctx.pools, name);
   let stopPools = startPools(ctx.pools, log.logger);
   const manager = new ConfigManager(config, opts.configFile, {

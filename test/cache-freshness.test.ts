@@ -1,7 +1,7 @@
 // Freshness (RFC 9111 §4.2, RFC 9213) and Age (§4.2.3, §5.1) through a real proxy and a fake origin.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Behaviour } from '../src/lab/origin.ts';
-import { sleep, startHarness, type Harness, type Reply } from './helpers.ts';
+import { startHarness, testClock, type Harness, type Reply } from './helpers.ts';
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -110,11 +110,12 @@ describe('heuristic and default freshness (RFC 9111 §4.2.2)', () => {
 
 describe('Age (RFC 9111 §4.2.3, §5.1)', () => {
   it('§5.1: Age on a hit grows with the time the object spent in the cache', async () => {
-    h = await startHarness({ origins: [{ behaviours: { '/p': { kind: 'normal', cacheControl: 'max-age=60' } } }] });
+    const clock = testClock();
+    h = await startHarness({ origins: [{ behaviours: { '/p': { kind: 'normal', cacheControl: 'max-age=60' } } }], clock: clock.now });
     await h.get('/p');
     const first = await h.get('/p');
     expect(first.headers['age']).toBe('0');
-    await sleep(1100);
+    clock.advance(1100);
     const later = await h.get('/p');
     expect(Number(later.headers['age'])).toBeGreaterThanOrEqual(1);
     expect(ttl(later)).toBeLessThanOrEqual(59);

@@ -35,7 +35,7 @@ async function backgroundDone(): Promise<void> {
 
 describe('revalidation (RFC 9111 §4.3)', () => {
   it('§4.3.1: an expired object with an ETag is revalidated with If-None-Match; a 304 refreshes it (body kept, new freshness)', async () => {
-    await start({ kind: 'normal', cacheControl: 'max-age=10', etag: '"v1"', body: 'original', headers: { age: '20' } }, { cache: { grace: '0s' } });
+    await start({ kind: 'normal', cacheControl: 'max-age=10', etag: '"v1"', body: 'original', headers: { age: '20' } }, { cache: { stale_if_error: '0s' } });
     const a = await h!.get('/p');
     origin().set('/p', { kind: 'normal', cacheControl: 'max-age=60', etag: '"v1"', body: 'changed-but-same-etag' });
     const b = await h!.get('/p');
@@ -52,7 +52,7 @@ describe('revalidation (RFC 9111 §4.3)', () => {
   });
 
   it('§4.3.4: a 304 without Age gives the refreshed object its own age, not the stored response\'s Age', async () => {
-    await start({ kind: 'normal', cacheControl: 'max-age=10', etag: '"v1"', headers: { age: '100' } }, { cache: { grace: '0s' } });
+    await start({ kind: 'normal', cacheControl: 'max-age=10', etag: '"v1"', headers: { age: '100' } }, { cache: { stale_if_error: '0s' } });
     await h!.get('/p');
     origin().set('/p', { kind: 'normal', cacheControl: 'max-age=60', etag: '"v1"' });
     const b = await h!.get('/p');
@@ -65,7 +65,7 @@ describe('revalidation (RFC 9111 §4.3)', () => {
 
   it('§4.3.1: an object with only Last-Modified is revalidated with If-Modified-Since', async () => {
     const lm = new Date(Date.now() - 86_400_000).toUTCString();
-    await start({ kind: 'normal', cacheControl: 'max-age=10', lastModified: lm, headers: { age: '20' } }, { cache: { grace: '0s' } });
+    await start({ kind: 'normal', cacheControl: 'max-age=10', lastModified: lm, headers: { age: '20' } }, { cache: { stale_if_error: '0s' } });
     await h!.get('/p');
     origin().set('/p', { kind: 'normal', cacheControl: 'max-age=60', lastModified: lm });
     const b = await h!.get('/p');
@@ -75,7 +75,7 @@ describe('revalidation (RFC 9111 §4.3)', () => {
   });
 
   it('§4.3.3: a 200 to the revalidation replaces the stored object', async () => {
-    await start({ kind: 'normal', cacheControl: 'max-age=10', etag: '"v1"', body: 'old', headers: { age: '20' } }, { cache: { grace: '0s' } });
+    await start({ kind: 'normal', cacheControl: 'max-age=10', etag: '"v1"', body: 'old', headers: { age: '20' } }, { cache: { stale_if_error: '0s' } });
     await h!.get('/p');
     origin().set('/p', { kind: 'normal', cacheControl: 'max-age=60', etag: '"v2"', body: 'new' });
     const b = await h!.get('/p');
@@ -97,7 +97,7 @@ describe('revalidation (RFC 9111 §4.3)', () => {
   });
 
   it('§4.3.4: a 304 that says no-store is delivered but the stored object is dropped', async () => {
-    await start({ kind: 'normal', cacheControl: 'max-age=10', etag: '"v1"', body: 'old', headers: { age: '20' } }, { cache: { grace: '0s' } });
+    await start({ kind: 'normal', cacheControl: 'max-age=10', etag: '"v1"', body: 'old', headers: { age: '20' } }, { cache: { stale_if_error: '0s' } });
     await h!.get('/p');
     origin().set('/p', { kind: 'normal', cacheControl: 'no-store', etag: '"v1"' });
     const b = await h!.get('/p');
@@ -114,7 +114,7 @@ describe('revalidation (RFC 9111 §4.3)', () => {
 
 describe('unexpected 304 (RFC 9111 §4.3.3)', () => {
   it('§4.3.3: a 304 naming another ETag does not update the stored object, which is dropped', async () => {
-    await start({ kind: 'normal', cacheControl: 'max-age=10', etag: '"v1"', body: 'old', headers: { age: '20' } }, { cache: { grace: '0s' } });
+    await start({ kind: 'normal', cacheControl: 'max-age=10', etag: '"v1"', body: 'old', headers: { age: '20' } }, { cache: { stale_if_error: '0s' } });
     await h!.get('/p');
     origin().set('/p', { kind: 'normal', status: 304, cacheControl: 'max-age=60', etag: '"v2"' });
     const b = await h!.get('/p');
@@ -136,9 +136,12 @@ describe('unexpected 304 (RFC 9111 §4.3.3)', () => {
   });
 });
 
-describe('stale-while-revalidate and grace (RFC 5861 §3)', () => {
-  it('RFC 5861 §3: within grace the stale object is served at once and exactly one background fetch refreshes it', async () => {
-    await start({ kind: 'normal', cacheControl: 'max-age=10', body: 'old', headers: { age: '20' } });
+/** The operator's opt-in (a deviation from RFC 9111 §4.2.4, what `grace` used to do by default). */
+const OPT_IN_SWR = { cache: { stale_while_revalidate: '1h' } };
+
+describe('stale-while-revalidate (RFC 5861 §3)', () => {
+  it('RFC 5861 §3: within cache.stale_while_revalidate the stale object is served at once and exactly one background fetch refreshes it', async () => {
+    await start({ kind: 'normal', cacheControl: 'max-age=10', body: 'old', headers: { age: '20' } }, OPT_IN_SWR);
     await h!.get('/p');
     origin().set('/p', { kind: 'normal', cacheControl: 'max-age=60', body: 'new', delayMs: 150 });
     // The refresh takes 150 ms and brings 'new': every reply being 'old' shows none of them waited for it.
@@ -156,8 +159,8 @@ describe('stale-while-revalidate and grace (RFC 5861 §3)', () => {
     expect(origin().count('/p')).toBe(2);
   });
 
-  it('RFC 5861 §3: a response stale-while-revalidate applies even with grace 0', async () => {
-    await start({ kind: 'normal', cacheControl: 'max-age=10, stale-while-revalidate=30', headers: { age: '15' } }, { cache: { grace: '0s' } });
+  it('RFC 5861 §3: a response stale-while-revalidate applies with the default cache.stale_while_revalidate 0', async () => {
+    await start({ kind: 'normal', cacheControl: 'max-age=10, stale-while-revalidate=30', headers: { age: '15' } });
     await h!.get('/p');
     const r = await h!.get('/p');
     expect(cs(r)).toMatch(/^lacquer; hit; ttl=-5; detail="stale-while-revalidate"$/);
@@ -172,7 +175,7 @@ describe('stale-while-revalidate and grace (RFC 5861 §3)', () => {
   });
 
   it('§4.2.4: a refresh that answers with a response that may not be stored removes the stale object', async () => {
-    await start({ kind: 'normal', cacheControl: 'max-age=10', body: 'old', headers: { age: '20' } });
+    await start({ kind: 'normal', cacheControl: 'max-age=10', body: 'old', headers: { age: '20' } }, OPT_IN_SWR);
     await h!.get('/p');
     origin().set('/p', { kind: 'normal', cacheControl: 'no-store', body: 'private now' });
     expect((await h!.get('/p')).body).toBe('old'); // stale-while-revalidate; the refresh sees no-store
@@ -184,7 +187,7 @@ describe('stale-while-revalidate and grace (RFC 5861 §3)', () => {
   });
 
   it('a background refresh whose body is cut off does not replace the stale object', async () => {
-    await start({ kind: 'normal', cacheControl: 'max-age=10', body: 'old', headers: { age: '20' } });
+    await start({ kind: 'normal', cacheControl: 'max-age=10', body: 'old', headers: { age: '20' } }, OPT_IN_SWR);
     await h!.get('/p');
     origin().set('/p', { kind: 'reset-mid-body', afterBytes: 100, then: { cacheControl: 'max-age=60', bodySize: 4000 } });
     expect((await h!.get('/p')).body).toBe('old');
@@ -243,7 +246,7 @@ describe('stale-if-error (RFC 5861 §4)', () => {
     expect(origin().count('/p')).toBe(2);
   });
 
-  it('RFC 5861 §4: grace covers an origin failure for a response without RFC 5861 directives', async () => {
+  it('RFC 5861 §4: cache.stale_if_error (default 1d) covers an origin failure for a response without RFC 5861 directives', async () => {
     await start({ kind: 'normal', cacheControl: 'max-age=0', body: 'old' });
     await h!.get('/p');
     await origin().refuse();
@@ -283,8 +286,8 @@ describe('stale-if-error (RFC 5861 §4)', () => {
     expect(cs(r)).toMatch(/detail="stale-if-error; received-status=503"/);
   });
 
-  it('RFC 5861 §4: past grace the origin failure is an explained 503', async () => {
-    await start({ kind: 'normal', cacheControl: 'max-age=10', etag: '"v1"', headers: { age: '20' } }, { cache: { grace: '5s' } });
+  it('RFC 5861 §4: past stale_if_error the origin failure is an explained 503', async () => {
+    await start({ kind: 'normal', cacheControl: 'max-age=10', etag: '"v1"', headers: { age: '20' } }, { cache: { stale_if_error: '5s' } });
     await h!.get('/p');
     await origin().refuse();
     const r = await h!.get('/p');

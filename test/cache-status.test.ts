@@ -1,6 +1,6 @@
 // The Cache-Status response field (RFC 9211) in each of its shapes, through a real proxy.
 import { afterEach, describe, expect, it } from 'vitest';
-import { sleep, startHarness, type Harness, type Reply } from './helpers.ts';
+import { sleep, startHarness, testClock, type Harness, type Reply } from './helpers.ts';
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -32,9 +32,10 @@ describe('Cache-Status (RFC 9211)', () => {
   });
 
   it('RFC 9211 §2.4/§2.8: a stale object served while revalidating: hit; ttl=<negative>; detail="stale-while-revalidate"', async () => {
-    h = await startHarness({ origins: [{ behaviours: { '*': { kind: 'normal', cacheControl: 'max-age=1' } } }] });
+    const clock = testClock();
+    h = await startHarness({ origins: [{ behaviours: { '*': { kind: 'normal', cacheControl: 'max-age=1' } } }], config: { cache: { stale_while_revalidate: '1h' } }, clock: clock.now });
     await h.get('/a');
-    await sleep(1100);
+    clock.advance(2000);
     const r = await h.get('/a');
     expect(cs(r)).toMatch(/^lacquer; hit; ttl=-\d+; detail="stale-while-revalidate"$/);
   });

@@ -2,7 +2,7 @@
 // through a real proxy and a fake origin.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Behaviour } from '../src/lab/origin.ts';
-import { sleep, startHarness, type Harness, type Reply } from './helpers.ts';
+import { startHarness, testClock, type Harness, type Reply } from './helpers.ts';
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -85,10 +85,11 @@ describe('storability (RFC 9111 §3)', () => {
   });
 
   it('§3: a 5xx never replaces a good object, not even one that says max-age', async () => {
-    await start({ '/p': { kind: 'normal', cacheControl: 'max-age=1', etag: '"good"', body: 'good' } }, { cache: { grace: '0s' } });
+    const clock = testClock();
+    h = await startHarness({ origins: [{ behaviours: { '/p': { kind: 'normal', cacheControl: 'max-age=1', etag: '"good"', body: 'good' } } }], config: { cache: { stale_if_error: '0s' } }, clock: clock.now });
     await h!.get('/p');
     h!.origins[0]!.set('/p', { kind: 'error', status: 500, headers: { 'cache-control': 'max-age=60' } });
-    await sleep(1100);
+    clock.advance(1100);
     const bad = await h!.get('/p');
     expect(bad.status).toBe(500);
     expect(cs(bad)).toBe('lacquer; fwd=stale; fwd-status=500; detail="not-stored=error-status"');

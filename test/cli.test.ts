@@ -34,7 +34,7 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 /** Every problem of BROKEN, as `path: received value — what is valid` (the list of valid keys grows with the schema). */
 const BROKEN_LINES: RegExp[] = [
   new RegExp(`^${escape('timeouts.connect: "${LACQUER_TEST_UNSET_VARIABLE}" — environment variable LACQUER_TEST_UNSET_VARIABLE set (or ${LACQUER_TEST_UNSET_VARIABLE:-default})')}$`),
-  /^cache\.memroy: "1GiB" — not a setting here; valid keys: memory, grace, keep, default_ttl, [a-z_, ]*coalesce_wait[a-z_, ]*$/,
+  /^cache\.memroy: "1GiB" — not a setting here; valid keys: memory, [a-z_, ]*grace, keep, default_ttl, [a-z_, ]*coalesce_wait[a-z_, ]*$/,
   new RegExp(`^${escape('cache.grace: "5 minutes" — a duration like 250ms, 3.5s, 10m, 1h, 1d (or 0)')}$`),
   new RegExp(`^${escape('limits.request_body_size: "lots" — a size like 512B, 64KiB, 256MiB, 1GiB (or a number of bytes)')}$`),
   new RegExp(`^${escape('backends.0.url: "ftp://127.0.0.1:9001/path" — an origin URL like http://127.0.0.1:9001 or https://app.internal (scheme, host and port only)')}$`),

@@ -47,6 +47,8 @@ export async function startHarness(
     /** Config keys, or a function of the origin URLs (origins start first, so pools and routes can name them). */
     config?: (Partial<ConfigInput> & Record<string, unknown>) | ((urls: string[]) => Record<string, unknown>);
     backendExtra?: Record<string, unknown>[];
+    /** The proxy's freshness clock (see testClock), so tests move time without sleeping. */
+    clock?: () => number;
   } = {},
 ): Promise<Harness> {
   const origins = await Promise.all((opts.origins ?? [{}]).map((o) => startOrigin(o)));
@@ -56,7 +58,7 @@ export async function startHarness(
   const admin = { listen: '127.0.0.1:0', ...(extra.admin as Record<string, unknown> | undefined) };
   const config = validateConfig({ listen: '127.0.0.1:0', backends, ...extra, admin });
   const log = new LogCapture();
-  const proxy = await startProxy(config, { logDestination: log });
+  const proxy = await startProxy(config, { logDestination: log, clock: opts.clock });
   const agent = new Agent({ keepAliveTimeout: 1000 });
   const url = proxy.url;
   const send: Harness['send'] = async (path, o = {}) => {
@@ -80,3 +82,13 @@ export async function startHarness(
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A clock for freshness tests (issue 11 item 19): wall time plus an offset the test advances, so an object
+ * with `max-age=1` expires with `clock.advance(2000)` instead of a sleep. Origins' Date headers stay on wall
+ * time, so a response fetched after advancing looks that much older (apparent age, RFC 9111 §4.2.3).
+ */
+export function testClock(): { now: () => number; advance(ms: number): void } {
+  let offset = 0;
+  return { now: () => Date.now() + offset, advance: (ms) => void (offset += ms) };
+}

@@ -16,7 +16,7 @@ describe('lab scenario origin-down-warm (short, Lacquer)', () => {
     expect(r.scenario).toBe('origin-down-warm');
     expect(r.target.id).toBe('lacquer');
     expect(r.config.fileName).toBe('lacquer.yaml');
-    expect(r.config.text).toContain('grace: 1h');
+    expect(r.config.text).toContain('stale_if_error: 1h');
     expect(r.window).toEqual({ faultFromMs: 1500, faultToMs: 4500, endMs: 5500 });
     const s = r.summary;
     expect(s.requests).toBeGreaterThan(200);

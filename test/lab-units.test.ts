@@ -135,7 +135,7 @@ describe('generated configs', () => {
       const cfg = validateConfig(parse(text));
       expect(cfg.listen).toBe('127.0.0.1:17990');
       if (v === 'tuned') {
-        expect(cfg.cache.grace).toBe(3_600_000);
+        expect([cfg.cache.stale_if_error, cfg.cache.stale_while_revalidate]).toEqual([3_600_000, 3_600_000]);
         expect(cfg.probes.enabled).toBe(true);
         expect(cfg.retries.on_timeout).toBe(true);
         expect(cfg.backends[0]!.max_connections).toBe(20);

@@ -2,7 +2,7 @@
 // `stale-only` serves whatever is cached, even past grace up to keep, and never touches the origin;
 // scheduled windows switch it automatically; the admin override is per pool or global.
 import { afterEach, describe, expect, it } from 'vitest';
-import { startHarness, sleep, type Harness } from './helpers.ts';
+import { startHarness, sleep, testClock, type Harness } from './helpers.ts';
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -47,13 +47,15 @@ describe('maintenance', () => {
     expect((await h.get('/x')).status).toBe(200);
   });
 
-  it('stale-only serves cached objects even past grace, and the maintenance page for the rest, never contacting the origin', async () => {
+  it('stale-only serves cached objects even past stale_if_error, and the maintenance page for the rest, never contacting the origin', async () => {
+    const clock = testClock();
     h = await startHarness({
       origins: [{ behaviours: { '*': { kind: 'normal', cacheControl: 'max-age=1', etag: '"e1"' } } }],
-      config: { cache: { grace: '0s', keep: '1h' } },
+      config: { cache: { stale_if_error: '0s', keep: '1h' } },
+      clock: clock.now,
     });
     expect((await h.get('/cached')).status).toBe(200);
-    await sleep(1100); // now past expiry and past grace: only kept for revalidation
+    clock.advance(1100); // now past expiry and past stale_if_error: only kept for revalidation
     h.proxy.ctx.maintenance.set('*', { mode: 'stale-only' });
     const before = h.origins[0]!.count();
     const r = await h.get('/cached');

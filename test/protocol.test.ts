@@ -134,9 +134,9 @@ describe('what an open proxy would accept', () => {
     expect(h.proxy.listener.inflight()).toBe(0);
   });
 
-  it('methods Lacquer does not forward → 405 with Allow (known to the parser or not)', async () => {
+  it('methods Lacquer does not forward → 405 with Allow (known to the parser or not); extension methods are forwarded (test/cache-methods.test.ts)', async () => {
     h = await startHarness();
-    for (const m of ['TRACE', 'PROPFIND', 'BREW']) {
+    for (const m of ['TRACE', 'BREW']) {
       const r = parseHead(await rawExchange(port(), `${m} / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`));
       expect(r.status, m).toBe(405);
       expect(r.headers['allow'], m).toBe('GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS');

@@ -33,4 +33,28 @@ describe('Cache-Control parsing (RFC 9111 §5.2)', () => {
     const d = parseCacheControl('max-stale, min-fresh=10, only-if-cached');
     expect([d.maxStale, d.minFresh, d.onlyIfCached]).toEqual([Number.POSITIVE_INFINITY, 10, true]);
   });
+
+  it('§5.2: whitespace around "=" makes max-age invalid, read as stale (§4.2.1)', () => {
+    expect(parseCacheControl('max-age =60').maxAge).toBe(0);
+    expect(parseCacheControl('max-age= 60').maxAge).toBe(0);
+    expect(parseCacheControl(' max-age=60 , public').maxAge).toBe(60); // OWS around the list comma is fine
+  });
+
+  it('§1.2.2: a suffix or fraction makes delta-seconds invalid (stale), a quoted value is accepted (§5.2)', () => {
+    expect(parseCacheControl('max-age=60s').maxAge).toBe(0);
+    expect(parseCacheControl('max-age=1.5').maxAge).toBe(0);
+    expect(parseCacheControl('max-age="60"').maxAge).toBe(60);
+    expect(parseCacheControl('max-age').maxAge).toBe(0);
+  });
+
+  it('§4.2.1: duplicate max-age that agree keep the value; ones that disagree make the response stale', () => {
+    expect(parseCacheControl('max-age=60, max-age=60').maxAge).toBe(60);
+    expect(parseCacheControl(['max-age=60', 'max-age=3600']).maxAge).toBe(0);
+    expect(parseCacheControl('s-maxage=10, s-maxage=20').sMaxage).toBe(0);
+  });
+
+  it('§4.2.1: other duplicate windows take the restrictive value', () => {
+    const d = parseCacheControl('stale-if-error=600, stale-if-error=60, min-fresh=5, min-fresh=10, max-stale, max-stale=30');
+    expect([d.staleIfError, d.minFresh, d.maxStale]).toEqual([60, 10, 30]);
+  });
 });

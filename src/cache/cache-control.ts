@@ -16,6 +16,8 @@ export type Directives = {
   staleIfError?: number;
   noTransform: boolean;
   immutable: boolean;
+  /** §5.2.2.3: store only if the cache understands the status code (and then `no-store` may be ignored). */
+  mustUnderstand: boolean;
   // Request-only directives (§5.2.1)
   maxStale?: number;
   minFresh?: number;
@@ -31,25 +33,46 @@ const EMPTY: Directives = Object.freeze({
   proxyRevalidate: false,
   noTransform: false,
   immutable: false,
+  mustUnderstand: false,
   onlyIfCached: false,
 });
 
-/** Parses one or more Cache-Control field values. Unknown directives are ignored (§5.2.3). */
+/** Directives with a delta-seconds argument, and the Directives field each fills. */
+const NUMERIC = {
+  'max-age': 'maxAge',
+  's-maxage': 'sMaxage',
+  'stale-while-revalidate': 'staleWhileRevalidate',
+  'stale-if-error': 'staleIfError',
+  'max-stale': 'maxStale',
+  'min-fresh': 'minFresh',
+} as const satisfies Record<string, keyof Directives>;
+
+/**
+ * Parses one or more Cache-Control (or CDN-Cache-Control) field values. Unknown directives are ignored
+ * (§5.2.3). Strict where §5.2 and §1.2.2 are: `max-age = 60` (whitespace around `=`), `max-age=60s` and
+ * `max-age=-1` are invalid, and an invalid freshness value makes the response stale (§4.2.1 encourages
+ * that). Both token and quoted-string arguments are accepted (§5.2: recipients ought to accept both).
+ * Duplicates that disagree (§4.2.1 allows "the first" or "stale"): the safe reading — `max-age` and
+ * `s-maxage` become 0 (stale), `min-fresh` the largest, the other windows the smallest.
+ */
 export function parseCacheControl(value: string | string[] | undefined): Directives {
   if (value === undefined || value === '') return EMPTY;
   const text = Array.isArray(value) ? value.join(',') : value;
   const d: Directives = { ...EMPTY };
   for (const part of splitList(text)) {
     const eq = part.indexOf('=');
-    const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase();
-    const arg = eq === -1 ? undefined : unquote(part.slice(eq + 1).trim());
+    const rawName = (eq === -1 ? part : part.slice(0, eq)).trimStart();
+    const name = rawName.trimEnd().toLowerCase();
+    const rawArg = eq === -1 ? undefined : part.slice(eq + 1).trimEnd();
+    // §5.2: `token [ "=" ( token / quoted-string ) ]` — no whitespace around "=".
+    const wellFormed = rawName === rawName.trimEnd() && (rawArg === undefined || rawArg === rawArg.trimStart());
+    if (name in NUMERIC) {
+      const field = NUMERIC[name as keyof typeof NUMERIC];
+      const n = name === 'max-stale' && rawArg === undefined ? Number.POSITIVE_INFINITY : wellFormed ? seconds(rawArg) : 0;
+      d[field] = merge(name, d[field], n);
+      continue;
+    }
     switch (name) {
-      case 'max-age':
-        d.maxAge = seconds(arg, d.maxAge);
-        break;
-      case 's-maxage':
-        d.sMaxage = seconds(arg, d.sMaxage);
-        break;
       case 'no-store':
         d.noStore = true;
         break;
@@ -71,23 +94,14 @@ export function parseCacheControl(value: string | string[] | undefined): Directi
       case 'proxy-revalidate':
         d.proxyRevalidate = true;
         break;
-      case 'stale-while-revalidate':
-        d.staleWhileRevalidate = seconds(arg, d.staleWhileRevalidate);
-        break;
-      case 'stale-if-error':
-        d.staleIfError = seconds(arg, d.staleIfError);
-        break;
       case 'no-transform':
         d.noTransform = true;
         break;
       case 'immutable':
         d.immutable = true;
         break;
-      case 'max-stale':
-        d.maxStale = arg === undefined ? Number.POSITIVE_INFINITY : seconds(arg, d.maxStale);
-        break;
-      case 'min-fresh':
-        d.minFresh = seconds(arg, d.minFresh);
+      case 'must-understand':
+        d.mustUnderstand = true;
         break;
       case 'only-if-cached':
         d.onlyIfCached = true;
@@ -95,6 +109,14 @@ export function parseCacheControl(value: string | string[] | undefined): Directi
     }
   }
   return d;
+}
+
+/** A repeated numeric directive: equal values agree; differing ones take the safe reading (see above). */
+function merge(name: string, previous: number | undefined, next: number): number {
+  if (previous === undefined || previous === next) return next;
+  if (name === 'max-age' || name === 's-maxage') return 0;
+  if (name === 'min-fresh') return Math.max(previous, next);
+  return Math.min(previous, next);
 }
 
 /** Splits a comma list, respecting quoted strings. */
@@ -114,17 +136,15 @@ function splitList(text: string): string[] {
   return out;
 }
 
-function unquote(s: string): string {
-  return s.length >= 2 && s.startsWith('"') && s.endsWith('"') ? s.slice(1, -1) : s;
-}
-
 /**
- * Delta-seconds (§1.2.2). An invalid value makes the directive invalid; RFC 9111 §4.2.1 says a cache
- * SHOULD then treat max-age as stale (0). Duplicates: §4.2.1 recommends the first. Returns seconds.
+ * Delta-seconds (§1.2.2), as a token or a quoted string (§5.2). Anything else — a missing value, a sign, a
+ * suffix, a fraction — is invalid and read as 0: stale for freshness (§4.2.1), no window for the others.
+ * Values past 2^31 are capped at 2^31 as §1.2.2 requires.
  */
-function seconds(arg: string | undefined, previous: number | undefined): number | undefined {
-  if (previous !== undefined) return previous;
-  if (arg === undefined || !/^\d+$/.test(arg)) return 0;
-  const n = Number(arg);
+function seconds(arg: string | undefined): number {
+  if (arg === undefined) return 0;
+  const v = arg.length >= 2 && arg.startsWith('"') && arg.endsWith('"') ? arg.slice(1, -1) : arg;
+  if (!/^\d+$/.test(v)) return 0;
+  const n = Number(v);
   return n > 2147483648 ? 2147483648 : n;
 }

@@ -46,8 +46,10 @@ describe('freshness lifetime (RFC 9111 §4.2.1)', () => {
     expect(l).toEqual({ ms: 0, source: 'expires' });
   });
 
-  it('§4.2.1: duplicate max-age uses the first; an invalid value means stale (0)', () => {
-    expect(freshnessLifetime(input({ cc: 'max-age=5, max-age=500' }), OPTS).ms).toBe(5000);
+  it('§4.2.1: duplicate max-age that disagree mean stale (the safe choice); an invalid value means stale (0)', () => {
+    expect(freshnessLifetime(input({ cc: 'max-age=5, max-age=500' }), OPTS).ms).toBe(0);
+    expect(freshnessLifetime(input({ cc: 'max-age=5, max-age=5' }), OPTS).ms).toBe(5000);
+    expect(freshnessLifetime(input({ cc: 'max-age = 5' }), OPTS).ms).toBe(0);
     expect(freshnessLifetime(input({ cc: 'max-age=ten' }), OPTS).ms).toBe(0);
     expect(freshnessLifetime(input({ cc: 'max-age="7"' }), OPTS).ms).toBe(7000);
   });
@@ -108,6 +110,8 @@ describe('age (RFC 9111 §4.2.3)', () => {
     expect(parseAge('-3')).toBe(0);
     expect(parseAge('1.5')).toBe(0);
     expect(parseAge(undefined)).toBe(0);
+    expect(parseAge('10, 20')).toBe(0);
+    expect(parseAge('99999999999999')).toBe(2147483648);
   });
 });
 

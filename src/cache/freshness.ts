@@ -96,8 +96,11 @@ function utc(year: number, month: string, day: number, h: string, mi: string, se
   return new Date(t).getUTCDate() === day ? t : undefined;
 }
 
-/** Age header value in seconds (§5.1): a non-negative integer; anything else is ignored. */
+/**
+ * Age header value in seconds (§5.1): a non-negative integer (delta-seconds, capped at 2^31 as §1.2.2
+ * says); anything else — a sign, a fraction, a list — is ignored. With several field lines, the first.
+ */
 export function parseAge(v: string | string[] | undefined): number {
-  const s = Array.isArray(v) ? v[0] : v;
-  return s !== undefined && /^\d+$/.test(s.trim()) ? Number(s) : 0;
+  const s = (Array.isArray(v) ? v[0] : v)?.trim();
+  return s !== undefined && /^\d+$/.test(s) ? Math.min(Number(s), 2147483648) : 0;
 }

@@ -31,3 +31,8 @@ export function varyKey(fields: readonly string[], reqHeaders: Record<string, st
   }
   return out;
 }
+
+/** The full key of one variant: the primary key, plus the request's values of the Vary fields when there are any. */
+export function variantKey(primary: string, fields: readonly string[], reqHeaders: Record<string, string | string[] | undefined>): string {
+  return fields.length === 0 ? primary : primary + varyKey(fields, reqHeaders);
+}

@@ -36,9 +36,9 @@ export type CachedObject = {
 export type ObjectState =
   /** May be served as is. */
   | 'fresh'
-  /** Expired, may be served at once while one background fetch revalidates (grace / stale-while-revalidate). */
+  /** Expired, may be served at once while one background fetch revalidates (stale-while-revalidate: the response's, or the operator's opt-in). */
   | 'stale-revalidate'
-  /** Expired, may be served only if the origin fails (grace / stale-if-error). */
+  /** Expired, may be served only if the fetch fails (stale-if-error: the response's, or cache.stale_if_error). */
   | 'stale-if-error'
   /** Expired past every stale window: kept only for its validators. */
   | 'keep';
@@ -54,7 +54,7 @@ export function objectState(o: CachedObject, now: number): ObjectState {
   return 'keep';
 }
 
-/** Soft purge / soft ban: the object expires now, so stale windows (grace, stale-if-error) still apply. */
+/** Soft purge / soft ban: the object expires now, so the stale windows (stale-while-revalidate, stale-if-error) still apply. */
 export function markStale(o: CachedObject, now: number): void {
   o.invalidated = true;
   if (o.expiresAt > now) o.expiresAt = now;

@@ -9,10 +9,12 @@ const POLICY: StoragePolicy = {
   defaultTtlMs: 0,
   heuristicFraction: 0.1,
   heuristicMaxMs: 86_400_000,
-  graceMs: 3_600_000,
+  staleIfErrorMs: 86_400_000,
+  staleWhileRevalidateMs: 0,
   keepMs: 86_400_000,
   storeSetCookie: false,
   honorClientCacheControl: false,
+  cookieRequests: 'pass',
 };
 
 function decide(headers: Headers, o: { status?: number; req?: Headers; policy?: Partial<StoragePolicy>; method?: string } = {}): StoreDecision {
@@ -66,6 +68,12 @@ describe('storability (RFC 9111 §3)', () => {
     for (const status of [500, 502, 503, 504]) expect(decide({ 'cache-control': 'max-age=60' }, { status })).toMatchObject({ store: false, reason: 'error-status' });
   });
 
+  it('§5.2.2.3: must-understand is stored only for a status code the cache understands', () => {
+    expect(decide({ 'cache-control': 'max-age=60, must-understand' }, { status: 299 })).toMatchObject({ store: false, reason: 'status' });
+    expect(decide({ 'cache-control': 'max-age=60' }, { status: 299 }).store).toBe(true);
+    expect(decide({ 'cache-control': 'max-age=60, must-understand' }).store).toBe(true);
+  });
+
   it('§3: only GET responses are stored', () => {
     expect(decide({ 'cache-control': 'max-age=60' }, { method: 'POST' })).toMatchObject({ store: false, reason: 'method' });
   });
@@ -116,20 +124,54 @@ describe('CDN-Cache-Control (RFC 9213 §2.1)', () => {
     expect(stored(decide({ 'cdn-cache-control': '', 'cache-control': 'max-age=7' })).lifetime).toEqual({ ms: 7000, source: 'max-age' });
   });
 
-  it('RFC 9213 §2.1 (Lacquer policy): Cache-Control no-store / private still prevent storing', () => {
-    expect(decide({ 'cdn-cache-control': 'max-age=600', 'cache-control': 'no-store' })).toMatchObject({ store: false, reason: 'no-store' });
-    expect(decide({ 'cdn-cache-control': 'max-age=600', 'cache-control': 'private' })).toMatchObject({ store: false, reason: 'private' });
+  it('RFC 9213 §2.1: a CDN-Cache-Control that is not a valid structured dictionary is ignored (Cache-Control governs)', () => {
+    for (const bad of ['Max-Age=600', 'max-age=600s', 'max-age=600,,public', 'max-age = 600', 'max-age=600; ,']) {
+      expect(stored(decide({ 'cdn-cache-control': bad, 'cache-control': 'max-age=7' })).lifetime, bad).toEqual({ ms: 7000, source: 'max-age' });
+    }
+    for (const good of ['max-age=600', 'max-age=600, public', 'max-age=600, ext="x, y", flag=?1', 'no-cache, max-age=600']) {
+      expect(decide({ 'cdn-cache-control': good, 'cache-control': 'max-age=7' }).freshness?.lifetime.source, good).toBe('cdn-max-age');
+    }
+  });
+
+  it('RFC 9213 §2.1: CDN-Cache-Control replaces Cache-Control entirely: no-store / private aimed at browsers do not stop storing', () => {
+    expect(stored(decide({ 'cdn-cache-control': 'max-age=600', 'cache-control': 'no-store' })).lifetime).toEqual({ ms: 600_000, source: 'cdn-max-age' });
+    expect(decide({ 'cdn-cache-control': 'max-age=600', 'cache-control': 'private' }).store).toBe(true);
+    expect(decide({ 'cdn-cache-control': 'no-store', 'cache-control': 'max-age=600' })).toMatchObject({ store: false, reason: 'no-store' });
+  });
+});
+
+describe('requests with Cookie (cache.cookie_requests, issue 11 item 8)', () => {
+  const req = { cookie: 'sid=visitor-a' };
+  it('pass (default): a response that only says max-age is not stored for a request with Cookie', () => {
+    expect(decide({ 'cache-control': 'max-age=60' }, { req })).toMatchObject({ store: false, reason: 'cookie' });
+    expect(decide({ 'cache-control': 'max-age=60' }).store).toBe(true);
+  });
+
+  it('pass: public, s-maxage or Vary: Cookie say the response may be shared', () => {
+    expect(decide({ 'cache-control': 'public, max-age=60' }, { req }).store).toBe(true);
+    expect(decide({ 'cache-control': 's-maxage=60' }, { req }).store).toBe(true);
+    expect(decide({ 'cache-control': 'max-age=60', vary: 'Accept-Encoding, Cookie' }, { req }).store).toBe(true);
+    expect(decide({ 'cdn-cache-control': 'public, max-age=60' }, { req }).store).toBe(true);
+  });
+
+  it('ignore: stored per RFC 9111, the Cookie does not matter', () => {
+    expect(decide({ 'cache-control': 'max-age=60' }, { req, policy: { cookieRequests: 'ignore' } }).store).toBe(true);
   });
 });
 
 describe('stale windows (RFC 5861, RFC 9111 §4.2.4)', () => {
-  it('RFC 5861 grace: a fresh-for-a-while response may be served stale within grace, either way', () => {
+  it('§4.2.4 by default: a response that says nothing about staleness may stand in for errors only (stale_if_error), never be served stale while revalidating', () => {
     const f = stored(decide({ 'cache-control': 'max-age=60' }));
-    expect([f.swrMs, f.sieMs, f.noStaleServe]).toEqual([3_600_000, 3_600_000, false]);
+    expect([f.swrMs, f.sieMs, f.noStaleServe]).toEqual([0, 86_400_000, false]);
   });
 
-  it('RFC 5861 §3/§4: explicit stale-while-revalidate / stale-if-error override grace', () => {
-    const f = stored(decide({ 'cache-control': 'max-age=60, stale-while-revalidate=30, stale-if-error=600' }));
+  it('operator opt-in: cache.stale_while_revalidate gives responses without their own directive that window', () => {
+    const f = stored(decide({ 'cache-control': 'max-age=60' }, { policy: { staleWhileRevalidateMs: 3_600_000, staleIfErrorMs: 600_000 } }));
+    expect([f.swrMs, f.sieMs]).toEqual([3_600_000, 600_000]);
+  });
+
+  it('RFC 5861 §3/§4: explicit stale-while-revalidate / stale-if-error override the settings', () => {
+    const f = stored(decide({ 'cache-control': 'max-age=60, stale-while-revalidate=30, stale-if-error=600' }, { policy: { staleWhileRevalidateMs: 3_600_000 } }));
     expect([f.swrMs, f.sieMs]).toEqual([30_000, 600_000]);
   });
 
@@ -150,7 +192,7 @@ describe('stale windows (RFC 5861, RFC 9111 §4.2.4)', () => {
     expect([f.swrMs, f.sieMs]).toEqual([0, 0]);
   });
 
-  it('§5.2.2.10: s-maxage implies proxy-revalidate: no grace without an explicit RFC 5861 directive', () => {
+  it('§5.2.2.10: s-maxage implies proxy-revalidate: no stale window without an explicit RFC 5861 directive', () => {
     const f = stored(decide({ 'cache-control': 's-maxage=60' }));
     expect(f.noStaleServe).toBe(true);
     expect([f.swrMs, f.sieMs]).toEqual([0, 0]);
@@ -162,14 +204,14 @@ describe('stale windows (RFC 5861, RFC 9111 §4.2.4)', () => {
     expect([f.swrMs, f.sieMs]).toEqual([30_000, 0]);
   });
 
-  it('§4.2.4: a response that is stale on arrival (max-age=0) is not served stale-while-revalidate by grace', () => {
-    const f = stored(decide({ 'cache-control': 'max-age=0' }));
+  it('§4.2.4: a response that is stale on arrival (max-age=0) is not served stale-while-revalidate even when the operator opted in', () => {
+    const f = stored(decide({ 'cache-control': 'max-age=0' }, { policy: { staleWhileRevalidateMs: 3_600_000 } }));
     expect(f.swrMs).toBe(0);
-    expect(f.sieMs).toBe(POLICY.graceMs);
+    expect(f.sieMs).toBe(POLICY.staleIfErrorMs);
   });
 
-  it('§5.3: an invalid Expires (0) is stale on arrival: no stale-while-revalidate by grace', () => {
-    const f = stored(decide({ expires: '0' }));
+  it('§5.3: an invalid Expires (0) is stale on arrival: no operator stale-while-revalidate', () => {
+    const f = stored(decide({ expires: '0' }, { policy: { staleWhileRevalidateMs: 3_600_000 } }));
     expect(f.lifetime).toEqual({ ms: 0, source: 'expires' });
     expect(f.swrMs).toBe(0);
   });

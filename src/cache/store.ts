@@ -1,6 +1,6 @@
 // The object store: an in-memory LRU bounded by bytes (lru-cache), with Vary variants under a primary key.
 import { LRUCache } from 'lru-cache';
-import { parseVary, varyKey } from './key.ts';
+import { parseVary, variantKey } from './key.ts';
 import { retentionMs, type CachedObject } from './object.ts';
 import type { Headers } from './storable.ts';
 
@@ -15,9 +15,20 @@ export type StoreStats = { bytes: number; maxBytes: number; objects: number; evi
 
 export interface Store {
   lookup(primary: string, reqHeaders: Headers): LookupResult;
-  /** Stores an object; false when it does not fit. */
-  put(object: CachedObject, now: number): boolean;
-  /** Removes every variant of a URI; returns how many objects were removed. */
+  /**
+   * The key of the variant this request would get (the primary key while the URI's Vary is unknown): the
+   * coalescing key, so requests for different variants do not wait behind each other's fetch.
+   */
+  variantKey(primary: string, reqHeaders: Headers): string;
+  /**
+   * Stores an object; false when it does not fit, or when `epoch` (from `epoch()` when its fetch began)
+   * shows the URI was invalidated while it was being fetched (RFC 9111 §4.4: a POST's invalidation must not
+   * be undone by a GET that was in flight and brings the old representation).
+   */
+  put(object: CachedObject, now: number, epoch?: number): boolean;
+  /** A counter that moves on every `removeAll`; read when a fetch begins and handed back to `put`. */
+  epoch(): number;
+  /** Removes every variant of a URI (an unsafe method, a purge); returns how many objects were removed. */
   removeAll(primary: string): number;
   /** Removes one object by its full key. */
   delete(key: string): boolean;
@@ -38,6 +49,9 @@ export class MemoryStore implements Store {
   readonly #varySpec = new Map<string, readonly string[]>();
   #evictions = 0;
   readonly #maxBytes: number;
+  #epoch = 0;
+  /** primary key → the epoch of its last removeAll; bounded: it only matters while fetches are in flight. */
+  readonly #removedAt = new LRUCache<string, number>({ max: 10_000 });
 
   constructor(maxBytes: number) {
     this.#maxBytes = maxBytes;
@@ -63,17 +77,26 @@ export class MemoryStore implements Store {
   lookup(primary: string, reqHeaders: Headers): LookupResult {
     const fields = this.#varySpec.get(primary);
     if (fields === undefined) return { kind: 'uri-miss' };
-    const object = this.#lru.get(fields.length === 0 ? primary : primary + varyKey(fields, reqHeaders));
+    const object = this.#lru.get(variantKey(primary, fields, reqHeaders));
     if (object) return { kind: 'found', object };
     return this.#variants.has(primary) ? { kind: 'vary-miss' } : { kind: 'uri-miss' };
   }
 
-  put(object: CachedObject, now: number): boolean {
+  variantKey(primary: string, reqHeaders: Headers): string {
+    return variantKey(primary, this.#varySpec.get(primary) ?? [], reqHeaders);
+  }
+
+  epoch(): number {
+    return this.#epoch;
+  }
+
+  put(object: CachedObject, now: number, epoch?: number): boolean {
     if (object.size > this.#maxBytes) return false;
+    if (epoch !== undefined && (this.#removedAt.get(object.primary) ?? -1) > epoch) return false;
     const fields = object.varyFields;
     const prev = this.#varySpec.get(object.primary);
     // A changed Vary makes the old variants unreachable: drop them rather than let them linger.
-    if (prev && prev.join() !== fields.join()) this.removeAll(object.primary);
+    if (prev && prev.join() !== fields.join()) this.#drop(object.primary);
     this.#varySpec.set(object.primary, fields);
     let set = this.#variants.get(object.primary);
     if (!set) this.#variants.set(object.primary, (set = new Set()));
@@ -83,6 +106,11 @@ export class MemoryStore implements Store {
   }
 
   removeAll(primary: string): number {
+    this.#removedAt.set(primary, ++this.#epoch);
+    return this.#drop(primary);
+  }
+
+  #drop(primary: string): number {
     const set = this.#variants.get(primary);
     if (!set) return 0;
     let n = 0;

@@ -1,9 +1,11 @@
 // `lacquer check --config FILE`: validate only. Exit 0 and `ok`, or exit 1 with every problem.
 import { ConfigError, formatProblem, loadConfigFile } from '../config/load.ts';
+import { deprecationNotes } from '../config/schema.ts';
 
 export function checkCommand(file: string): number {
   try {
-    loadConfigFile(file);
+    const cfg = loadConfigFile(file);
+    for (const note of deprecationNotes(cfg)) process.stderr.write(`note: ${note}\n`);
     process.stdout.write('ok\n');
     return 0;
   } catch (err) {

@@ -2,7 +2,7 @@
 // for the operator (rendered into README's configuration reference by `npm run docs:config`).
 // Values are validated once at load into a frozen object: durations in milliseconds, sizes in bytes.
 import { z } from 'zod';
-import { DURATION_HINT, SIZE_HINT, parseDuration, parseSize } from './units.ts';
+import { DURATION_HINT, SIZE_HINT, formatDuration, parseDuration, parseSize } from './units.ts';
 import { parseCondition, SIGNALS, type Condition } from '../observe/alert-conditions.ts';
 
 /** A string (or number) turned into a number by `parse`; `hint` says what is valid when it cannot. */
@@ -87,13 +87,31 @@ const Backend = z.strictObject({
   zone: z.string().optional().meta({ description: 'Optional zone label, for zone-aware pools.' }),
 });
 
+/** `cache.stale_if_error` when neither it nor the deprecated `grace` is set. */
+const STALE_IF_ERROR_DEFAULT = '1d';
+
 const Cache = z.strictObject({
   memory: size('256MiB', 'Upper bound on stored bytes (headers + bodies); least recently used objects are evicted beyond it.'),
-  grace: duration(
-    '1h',
-    'How long past expiry a stale object may still be served: at once while one background fetch refreshes it, or instead of an error when the origin fails. A response `stale-while-revalidate` / `stale-if-error` overrides it for that object.',
+  // Optional (not defaulted) so the deprecated `grace` can stand in for it; parsed and defaulted in the
+  // transform below (a refine, not a transform here, keeps its documented default in the reference).
+  stale_if_error: z
+    .union([z.string(), z.number()])
+    .refine((v) => parseDuration(v) !== undefined, DURATION_HINT)
+    .meta({
+      description:
+        'How long past expiry a stored object may stand in when the fetch fails (any failure class, a full backend queue) or the origin answers 500, 502, 503 or 504 — "disconnected" in RFC 9111 §4.2.4 terms (RFC 5861 §4). Never for `must-revalidate`, `proxy-revalidate`, `no-cache`, or `s-maxage` without an explicit RFC 5861 directive. A response `stale-if-error=N` overrides it for that object.',
+      default: STALE_IF_ERROR_DEFAULT,
+      unit: 'duration',
+    })
+    .optional(),
+  stale_while_revalidate: duration(
+    '0',
+    'How long past expiry an object may be served at once while one background fetch revalidates it, for responses without their own `stale-while-revalidate`. 0 (RFC 9111 §4.2.4): an expired object is revalidated before it is served (concurrent requests still wait on that one revalidation). Above 0 is a deliberate deviation from §4.2.4 an operator opts into (Varnish grace).',
   ),
-  keep: duration('1d', 'How long past grace an object is kept only for conditional revalidation (If-None-Match / If-Modified-Since).'),
+  grace: optionalDuration(
+    'Deprecated alias of `stale_if_error` (used when that is not set). It used to mean stale-while-revalidate too; `lacquer check` explains the change.',
+  ),
+  keep: duration('1d', 'How long past the stale windows an object is kept only for conditional revalidation (If-None-Match / If-Modified-Since).'),
   default_ttl: duration(
     '0',
     "Freshness given to responses that carry no freshness information (Varnish's default_ttl). 0 = never serve such responses from cache: caching dynamic pages that said nothing is how private data leaks.",
@@ -122,8 +140,17 @@ const Cache = z.strictObject({
     .boolean()
     .default(false)
     .meta({
-      description: 'Honour request `Cache-Control` (no-cache, max-age, ...) from clients. Off so a client cannot force origin traffic.',
+      description:
+        'Honour request `Cache-Control` from clients (RFC 9111 §5.2.1): `no-cache`, `max-age`, `min-fresh` revalidate; `max-stale` accepts a stale copy; `only-if-cached` answers 504 when nothing usable is stored; `no-store` keeps the response out of the cache. Off so a client cannot force origin traffic (request directives are advisory, §5.2.1).',
       default: false,
+    }),
+  cookie_requests: z
+    .enum(['pass', 'ignore'])
+    .default('pass')
+    .meta({
+      description:
+        "Responses to requests that carry `Cookie`. `pass` (Varnish's built-in rule): not stored unless the response is explicitly `public`, has `s-maxage`, or has `Vary: Cookie` — a page built for one visitor's cookie is never served to another. `ignore`: stored per RFC 9111 like any other (the origin must say `private` or `Vary: Cookie` itself).",
+      default: 'pass',
     }),
   tag_headers: z
     .array(z.string().regex(/^[a-z0-9-]+$/, 'a lowercase header name'))
@@ -140,7 +167,7 @@ const Cache = z.strictObject({
     '65s',
     'How long a request waits for an identical in-flight origin fetch before giving up (`http_response_timeout`). Should exceed `first_byte`.',
   ),
-});
+}).transform((c) => ({ ...c, stale_if_error: c.stale_if_error !== undefined ? parseDuration(c.stale_if_error)! : (c.grace ?? parseDuration(STALE_IF_ERROR_DEFAULT)!) }));
 
 const Limits = z.strictObject({
   request_header_size: size('16KiB', 'Largest request head accepted from a client; beyond it 431.'),
@@ -472,7 +499,11 @@ const Route = z.strictObject({
   pool: z.string().regex(NAME, NAME_HINT).meta({ description: 'The pool that serves matching requests.' }),
   cache: z.boolean().default(true).meta({ description: '`false`: never look up or store responses of this route (every request goes to the origin).', default: true }),
   ttl: optionalDuration('Freshness given to this route’s responses that carry none (overrides `cache.default_ttl`).'),
-  grace: optionalDuration('Overrides `cache.grace` for this route’s responses.'),
+  stale_if_error: optionalDuration('Overrides `cache.stale_if_error` for this route’s responses.'),
+  stale_while_revalidate: optionalDuration(
+    'Overrides `cache.stale_while_revalidate` for this route’s responses (an opt-in deviation from RFC 9111 §4.2.4 for this route only).',
+  ),
+  grace: optionalDuration('Deprecated alias of this route’s `stale_if_error` (used when that is not set); see `cache.grace`.'),
   timeouts: Timeouts.pick({ first_byte: true, between_bytes: true })
     .optional()
     .meta({ description: 'Overrides of `first_byte` and `between_bytes` for this route (connect and idle belong to the backend’s connections).' }),
@@ -490,7 +521,7 @@ const isoTime = (doc: string) =>
 const Maintenance = z.strictObject({
   mode: MaintenanceMode.default('off').meta({
     description:
-      'Global maintenance mode. `stale-only`: serve whatever is cached (even past grace, up to keep) and never contact the origin; what is not cached gets the maintenance page. `page`: every request gets the maintenance page.',
+      'Global maintenance mode. `stale-only`: serve whatever is cached (even past `stale_if_error`, up to keep; never an expired must-revalidate object) and never contact the origin; what is not cached gets the maintenance page. `page`: every request gets the maintenance page.',
     default: 'off',
   }),
   pools: z
@@ -589,6 +620,24 @@ export type OverloadConfig = Parsed['overload'];
 export type DirectorKind = PoolConfig['director'];
 export type TimeoutConfig = { connect: number; first_byte: number; between_bytes: number; idle: number };
 export type Config = Readonly<Parsed>;
+
+/**
+ * What `lacquer check` explains about settings that still work but changed meaning. `grace` used to serve an
+ * expired object at once while refreshing it (stale-while-revalidate) *and* instead of an error; the first,
+ * done by default, broke RFC 9111 §4.2.4, so it now means `stale_if_error` only.
+ */
+export function deprecationNotes(cfg: Config): string[] {
+  const notes: string[] = [];
+  const explain = (at: string, grace: number, sieSet: boolean) => {
+    const use = sieSet ? `ignored: \`${at}.stale_if_error\` is set` : `read as \`${at}.stale_if_error: ${formatDuration(grace)}\` (served instead of an error)`;
+    notes.push(`${at}.grace: ${formatDuration(grace)} — deprecated, ${use}; it no longer serves expired objects at once while refreshing them: set \`${at}.stale_while_revalidate\` for that (a deviation from RFC 9111 §4.2.4)`);
+  };
+  if (cfg.cache.grace !== undefined) explain('cache', cfg.cache.grace, cfg.cache.stale_if_error !== cfg.cache.grace);
+  cfg.routes.forEach((r, i) => {
+    if (r.grace !== undefined) explain(`routes[${i}]`, r.grace, r.stale_if_error !== undefined);
+  });
+  return notes;
+}
 
 export type MaintenanceModeName = z.output<typeof MaintenanceMode>;
 export type MaintenanceConfig = z.output<typeof Maintenance>;

@@ -136,7 +136,7 @@ export class Metrics {
     });
     this.staleServed = new Counter({
       name: 'lacquer_stale_served_total',
-      help: 'Responses served from a stale object, by reason: stale-while-revalidate (grace) or stale-if-error (instead of an error).',
+      help: 'Responses served from a stale object, by reason: stale-while-revalidate (served at once while refreshing) or stale-if-error (instead of an error).',
       labelNames: ['reason'],
       registers,
     });

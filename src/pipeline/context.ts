@@ -46,17 +46,22 @@ export type ProxyContext = {
   readonly maxObjectBytes: number;
   readonly log: AccessLog;
   readonly stats: ProxyStats;
-  /** Background fetches (grace refreshes) in flight, so shutdown can wait for them. */
+  /** Background fetches (stale-while-revalidate refreshes) in flight, so shutdown can wait for them. */
   background: number;
+  /**
+   * Epoch ms for freshness, staleness and ages (RFC 9111 §4.2): Date.now unless a test injects a clock
+   * (issue 11 item 19: time-dependent behaviour tested without wall-clock sleeps).
+   */
+  readonly now: () => number;
 };
 
 /** How long a hit-for-miss mark lasts. */
 const PASS_MARK_TTL_MS = 120_000;
 
 /** What a configuration reload carries over from the running context: the cache and everything about it. */
-export type Carry = Pick<ProxyContext, 'store' | 'coalescer' | 'invalidator' | 'passMarks' | 'stats' | 'maintenance'>;
+export type Carry = Pick<ProxyContext, 'store' | 'coalescer' | 'invalidator' | 'passMarks' | 'stats' | 'maintenance' | 'now'>;
 
-export function createContext(config: Config, log: AccessLog, carry?: Carry): ProxyContext {
+export function createContext(config: Config, log: AccessLog, carry?: Carry, clock?: () => number): ProxyContext {
   const c = config.cache;
   const theStore = carry?.store ?? new MemoryStore(c.memory);
   const pools = BackendPool.allFromConfig(config);
@@ -65,10 +70,12 @@ export function createContext(config: Config, log: AccessLog, carry?: Carry): Pr
     defaultTtlMs: c.default_ttl,
     heuristicFraction: c.heuristic_fraction,
     heuristicMaxMs: c.heuristic_max,
-    graceMs: c.grace,
+    staleIfErrorMs: c.stale_if_error,
+    staleWhileRevalidateMs: c.stale_while_revalidate,
     keepMs: c.keep,
     storeSetCookie: c.store_set_cookie,
     honorClientCacheControl: c.honor_client_cache_control,
+    cookieRequests: c.cookie_requests,
   };
   return {
     config,
@@ -87,5 +94,6 @@ export function createContext(config: Config, log: AccessLog, carry?: Carry): Pr
     log,
     stats: carry?.stats ?? { requests: 0, hits: 0, staleServed: 0, originFetches: 0, synthErrors: 0, errorsByType: {} },
     background: 0,
+    now: carry?.now ?? clock ?? Date.now,
   };
 }

@@ -8,6 +8,8 @@ import type { Dispatcher } from 'undici';
 import { classifyFetchError, type ProxyError } from '../errors.ts';
 import type { Backend } from '../upstream/backend.ts';
 import { onSocketChosen } from '../upstream/socket-reuse.ts';
+// Drops unsolicited 100 Continue heads undici would treat as a broken connection (issue 10 item 3).
+import '../upstream/interim-filter.ts';
 import type { Headers } from '../cache/storable.ts';
 
 export type FetchRequest = {
@@ -24,6 +26,12 @@ export type FetchControl = { pause(): void; resume(): void; abort(): void };
 
 /** Receives one attempt's outcome. Exactly one of onEnd / onError ends it. */
 export interface FetchSink {
+  /**
+   * An interim (1xx) response before the final one (RFC 9110 §15.2), e.g. 103 Early Hints. Its headers
+   * belong to it alone: the final response's headers arrive in onHeaders. Never 101 (no upgrades are
+   * forwarded) nor 100 (an unsolicited 100 Continue says nothing the client needs: consumed here).
+   */
+  onInterim?(status: number, headers: Headers, statusMessage: string): void;
   onHeaders(status: number, headers: Headers, statusMessage: string, control: FetchControl): void;
   onData(chunk: Buffer): void;
   onEnd(): void;
@@ -116,7 +124,11 @@ export function fetchOnce(backend: Backend, req: FetchRequest, sink: FetchSink, 
       else armFirstByte();
     },
     onResponseStart(_ctl, statusCode, headers, statusMessage) {
-      if (statusCode < 200 || done || aborted) return; // 1xx interim responses are not forwarded
+      if (done || aborted) return;
+      if (statusCode < 200) {
+        if (statusCode !== 100 && statusCode !== 101) sink.onInterim?.(statusCode, headers as Headers, statusMessage ?? '');
+        return;
+      }
       headersAt = performance.now();
       arm(betweenBytesMs, 'UND_ERR_BODY_TIMEOUT');
       sink.onHeaders(statusCode, headers as Headers, statusMessage ?? '', control);

@@ -12,6 +12,7 @@ import type { Flight } from './coalesce.ts';
 import type { ProxyContext } from './context.ts';
 import { deliverObject, deliverSimple, startOriginResponse } from './deliver.ts';
 import { fetchOnce, type FetchControl } from './fetch.ts';
+import { forwardInterim } from './interim.ts';
 import { originRequestHeaders, responseHeaderList } from './headers.ts';
 import { traceHeaders } from '../observe/trace.ts';
 import { admit, takeSlot, unavailable } from './choose.ts';
@@ -166,7 +167,7 @@ function judge(pool: BackendPool, backend: Backend, r: AttemptResult, ex: Exchan
 }
 
 function fail(ctx: ProxyContext, plan: ForwardPlan, err: ProxyError, responseStarted: boolean): void {
-  const now = Date.now();
+  const now = ctx.now();
   ctx.stats.errorsByType[err.type] = (ctx.stats.errorsByType[err.type] ?? 0) + 1;
   plan.flight?.settle({ kind: 'error', error: err });
   const client = plan.client;
@@ -194,7 +195,9 @@ function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: 
     const client = plan.client;
     const primary = plan.primary;
     const cacheable = primary !== undefined;
-    const requestTimeMs = Date.now();
+    const requestTimeMs = ctx.now();
+    // Invalidations (§4.4) after this point forbid storing what this fetch brings back (MemoryStore.put).
+    const epoch = ctx.store.epoch();
     const reqHeaders = ex.req.headers as Headers;
     const revalidate = cacheable && plan.stale && (plan.stale.etag || plan.stale.lastModified) ? { etag: plan.stale.etag, lastModified: plan.stale.lastModified } : undefined;
     /** pending: nothing sent yet; stream: origin response going out; none: the client has its answer or left. */
@@ -255,6 +258,10 @@ function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: 
         responseHeaderSize: ctx.config.limits.response_header_size,
       },
       {
+        onInterim(st, h, msg) {
+          // 103 Early Hints and other 1xx go to a waiting HTTP/1.1 client (interim.ts); they are never stored.
+          if (client && clientMode === 'pending') forwardInterim(client, st, h, msg, ctx.via);
+        },
         onHeaders(st, h, msg, ctl) {
           control = ctl;
           status = st;
@@ -266,7 +273,7 @@ function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: 
           }
           resHeaders = h;
           statusMessage = msg;
-          responseTimeMs = Date.now();
+          responseTimeMs = ctx.now();
           if (cacheable) {
             if (st === 304) {
               // Client validators are never forwarded on a cache fetch, so a 304 answers ours (§4.3.3).
@@ -279,7 +286,7 @@ function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: 
                 finish({ kind: 'failed', error: new ProxyError({ type: 'http_protocol_error', phase: 'wait_headers', backend: backend.name, headersReceived: true, code: 'unexpected_304', context: { sent: revalidate ?? null, etag: h['etag'] ?? null } }), responseStarted: false });
                 return;
               }
-              const stored = f.kind === 'fresh' && ctx.store.put(f.object, responseTimeMs);
+              const stored = f.kind === 'fresh' && ctx.store.put(f.object, responseTimeMs, epoch);
               if (f.kind === 'fresh') plan.flight?.settle({ kind: 'object', object: f.object, stored });
               else {
                 // §4.3.4: the 304 now forbids storing: the validated body answers this request only.
@@ -324,7 +331,7 @@ function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: 
               if (MARKABLE.has(d.reason)) {
                 ctx.passMarks.set(primary, true);
                 // The origin's current answer may not be stored: the older copy must not keep being
-                // served (stale-while-revalidate would hand it out for the whole grace).
+                // served (stale-while-revalidate or stale-if-error would hand it out for their whole window).
                 if (plan.stale) ctx.store.delete(plan.stale.key);
               }
               plan.flight?.settle({ kind: 'uncacheable' });
@@ -378,7 +385,7 @@ function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: 
         onEnd() {
           if (collector && decision && storeMode !== 'none') {
             const object = buildObject(ctx, { primary: primary!, reqHeaders, status: status!, statusMessage, headers: resHeaders, body: collector.body(), decision, requestTimeMs, responseTimeMs });
-            const stored = storeMode === 'store' && ctx.store.put(object, Date.now());
+            const stored = storeMode === 'store' && ctx.store.put(object, ctx.now(), epoch);
             plan.flight?.settle({ kind: 'object', object, stored });
           }
           if (clientMode === 'stream') client!.res.end();

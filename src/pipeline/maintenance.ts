@@ -1,9 +1,9 @@
-// Maintenance: planned downtime without errors. `stale-only` serves whatever is cached (even past grace,
-// up to keep) and never contacts the origin; `page` answers every request with the maintenance page,
+// Maintenance: planned downtime without errors. `stale-only` serves whatever is cached (even past
+// stale_if_error, up to keep) and never contacts the origin; `page` answers every request with the maintenance page,
 // `Retry-After` set to the planned end. Modes come from the admin API (an override), from scheduled
 // windows in config, from per-pool config, or from the global config mode — in that order.
 import type { MaintenanceConfig, MaintenanceModeName } from '../config/schema.ts';
-import { ageSeconds, ttlSeconds } from '../cache/object.ts';
+import { ageSeconds, objectState, ttlSeconds } from '../cache/object.ts';
 import type { Headers } from '../cache/storable.ts';
 import { primaryKey } from '../cache/key.ts';
 import type { Exchange } from '../server/exchange.ts';
@@ -68,11 +68,15 @@ export function deliverMaintenancePage(ctx: ProxyContext, ex: Exchange, m: Activ
   ex.res.end(ex.method === 'HEAD' ? undefined : body);
 }
 
-/** stale-only: any stored copy (fresh, stale, or kept only for revalidation) is served; nothing else is. */
+/**
+ * stale-only: any stored copy (fresh, stale, or kept only for revalidation) is served; nothing else is —
+ * except copies the origin forbade serving unvalidated (must-revalidate, proxy-revalidate, no-cache, s-maxage
+ * without an RFC 5861 directive): RFC 9111 §5.2.2.2 requires an error instead, here the maintenance page.
+ */
 export function serveStaleOnly(ctx: ProxyContext, ex: Exchange, m: ActiveMode, now: number): void {
   if (ex.method === 'GET' || ex.method === 'HEAD') {
     const found = ctx.store.lookup(primaryKey(ex.host, ex.target), ex.req.headers as Headers);
-    if (found.kind === 'found') {
+    if (found.kind === 'found' && (objectState(found.object, now) === 'fresh' || !found.object.freshness.noStaleServe)) {
       const o = found.object;
       const ttl = ttlSeconds(o, now);
       ex.served = ttl > 0 ? 'hit' : 'stale';

@@ -1,5 +1,5 @@
-// Route: host/path → the pool that serves the request, with the route's own cache switch, TTL/grace
-// overrides, timeouts and retry policy. Routes are tried in configured order, first match wins; a request
+// Route: host/path → the pool that serves the request, with the route's own cache switch, TTL and stale
+// window overrides, timeouts and retry policy. Routes are tried in configured order, first match wins; a request
 // no route matches goes to the `default` pool (the `backends:` list). No pool at all is a configuration
 // error the client sees as `proxy_configuration_error` (FAILURES.md).
 import type { StoragePolicy } from '../cache/storable.ts';
@@ -13,7 +13,7 @@ export type Route = {
   name: string;
   pool: BackendPool;
   cache: boolean;
-  /** Storage policy when the route overrides `ttl` or `grace`; otherwise the context's. */
+  /** Storage policy when the route overrides `ttl` or a stale window; otherwise the context's. */
   policy: StoragePolicy | undefined;
   /** Per-request overrides of the first_byte / between_bytes timeouts, ms. */
   timeouts: { first_byte?: number; between_bytes?: number } | undefined;
@@ -50,7 +50,11 @@ export class RouteTable {
 function compile(r: RouteConfig, pools: ReadonlyMap<string, BackendPool>, base: StoragePolicy): Compiled {
   const pool = pools.get(r.pool)!; // the schema checked that the pool exists
   const wildcard = r.host?.startsWith('*.') ?? false;
-  const policy = r.ttl !== undefined || r.grace !== undefined ? { ...base, defaultTtlMs: r.ttl ?? base.defaultTtlMs, graceMs: r.grace ?? base.graceMs } : undefined;
+  const sie = r.stale_if_error ?? r.grace; // `grace`: the deprecated alias (schema.ts deprecationNotes)
+  const policy =
+    r.ttl !== undefined || sie !== undefined || r.stale_while_revalidate !== undefined
+      ? { ...base, defaultTtlMs: r.ttl ?? base.defaultTtlMs, staleIfErrorMs: sie ?? base.staleIfErrorMs, staleWhileRevalidateMs: r.stale_while_revalidate ?? base.staleWhileRevalidateMs }
+      : undefined;
   return {
     name: `${r.host ?? '*'}${r.path_prefix}`,
     pool,

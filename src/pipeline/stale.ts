@@ -1,5 +1,7 @@
-// Stale: serving an expired object instead of waiting (stale-while-revalidate / grace) or instead of an
-// error (stale-if-error), RFC 5861. Never for objects that forbid it (decided in cache/storable.ts).
+// Stale: serving an expired object instead of waiting (stale-while-revalidate, RFC 5861 §3: the response's
+// own directive or cache.stale_while_revalidate), because the client accepts it (max-stale, RFC 9111
+// §5.2.1.2), or instead of an error (stale-if-error, RFC 5861 §4: "disconnected" in RFC 9111 §4.2.4).
+// Never for objects that forbid it (decided in cache/storable.ts).
 import { objectState, ttlSeconds, type CachedObject } from '../cache/object.ts';
 import type { Exchange } from '../server/exchange.ts';
 import type { ProxyContext } from './context.ts';
@@ -24,7 +26,7 @@ export function deliverStale(ctx: ProxyContext, ex: Exchange, o: CachedObject, n
   const ttl = ttlSeconds(o, now);
   ex.served = 'stale';
   ex.staleMs = Math.max(0, now - o.expiresAt);
-  ex.cache = fwdStatus === undefined && reason === 'stale-while-revalidate'
+  ex.cache = fwdStatus === undefined && (reason === 'stale-while-revalidate' || reason === 'max-stale')
     ? { hit: true, ttl, detail: reason }
     : { hit: false, fwd: 'stale', fwdStatus, ttl, detail: reason, collapsed: ex.cache.collapsed };
   ctx.stats.staleServed++;

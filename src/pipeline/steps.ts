@@ -1,15 +1,16 @@
 // The request's path, in order — read this file first.
 //
 //   receive → route → (maintenance: page, or stale-only) → lookup ─ fresh ──────────────────────────────→ deliver (hit)
-//                            ├ stale, within grace ─ deliver stale, refresh in background
-//                            └ miss / expired ─ coalesce ─ waiter ─→ deliver the leader's result
-//                                                        └ leader ─→ forward: choose backend → fetch
-//                                                                     → store + deliver, or stale / explained error
-//   other methods → forward (pass) → invalidate the URI on success (RFC 9111 §4.4)
+//                            ├ stale, within stale-while-revalidate ─ deliver stale, refresh in background
+//                            ├ stale, within the client's max-stale ─ deliver stale
+//                            ├ only-if-cached and nothing usable ─ 504
+//                            └ miss / expired ─ coalesce (per Vary variant) ─ waiter ─→ deliver the leader's result
+//                                                        └ leader ─→ forward: choose backend → fetch (revalidate)
+//                                                                     → store + deliver, or stale-if-error / explained error
+//   other methods (extension methods too) → forward (pass) → invalidate the URI on success (RFC 9111 §4.4)
 import type { Readable } from 'node:stream';
-import { primaryKey } from '../cache/key.ts';
+import { primaryKey, varyKey } from '../cache/key.ts';
 import { ttlSeconds } from '../cache/object.ts';
-import { varyKey } from '../cache/key.ts';
 import type { Headers } from '../cache/storable.ts';
 import { ProxyError } from '../errors.ts';
 import type { Exchange } from '../server/exchange.ts';
@@ -35,7 +36,7 @@ export async function handle(ctx: ProxyContext, ex: Exchange, body: Readable | n
     // FAILURES.md proxy_configuration_error: no route matched and there is no default pool.
     return synthError(ctx, ex, new ProxyError({ type: 'proxy_configuration_error', phase: 'route', source: 'internal', context: { host: ex.host, path: ex.target } }));
   }
-  const now = Date.now();
+  const now = ctx.now();
   const m = ctx.maintenance.modeFor(r.pool.name, now);
   if (m.mode === 'page') return deliverMaintenancePage(ctx, ex, m, now);
   if (m.mode === 'stale-only') return serveStaleOnly(ctx, ex, m, now);
@@ -50,24 +51,40 @@ export async function handle(ctx: ProxyContext, ex: Exchange, body: Readable | n
       case 'stale-revalidate':
         refreshInBackground(ctx, ex, r, l.primary, l.object);
         return deliverStale(ctx, ex, l.object, now, 'stale-while-revalidate');
+      case 'stale-accepted':
+        return deliverStale(ctx, ex, l.object, now, 'max-stale');
+      case 'unsatisfiable':
+        // RFC 9111 §5.2.1.7: only-if-cached and nothing stored may answer: 504, the origin is not contacted.
+        ex.served = 'synth';
+        ex.cache = { hit: false, fwd: 'uri-miss', detail: 'only-if-cached' };
+        return deliverSimple(ctx, ex, 504, 'Not in cache, and the request said only-if-cached (RFC 9111 §5.2.1.7)');
       case 'miss':
         return miss(ctx, ex, r, l);
     }
   }
   await forward(ctx, { pool: r.pool, route: r, primary: undefined, stale: undefined, flight: undefined, fwd: ex.method === 'GET' || ex.method === 'HEAD' ? 'request' : 'method', client: ex, source: ex, body });
-  if (ex.method !== 'GET' && ex.method !== 'HEAD' && ex.method !== 'OPTIONS') invalidateAfterUnsafe(ctx, ex);
+  if (!SAFE_METHODS.has(ex.method)) invalidateAfterUnsafe(ctx, ex);
 }
+
+/**
+ * Methods known to be safe (RFC 9110 §9.2.1; PROPFIND RFC 4918 §9.1, REPORT RFC 3253 §3.6, SEARCH RFC 5323 §2):
+ * their answers do not invalidate. Everything else — POST, PUT, DELETE, PATCH and methods whose safety is
+ * unknown, such as M-SEARCH — does (RFC 9111 §4.4).
+ */
+const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PROPFIND', 'REPORT', 'SEARCH', 'QUERY']);
 
 /** Coalesce: join an identical in-flight fetch, or lead one. */
 async function miss(ctx: ProxyContext, ex: Exchange, r: Route, l: Extract<LookupOutcome, { kind: 'miss' }>): Promise<void> {
   const plan: ForwardPlan = { pool: r.pool, route: r, primary: l.primary, stale: l.object, flight: undefined, fwd: l.fwd, client: ex, source: ex, body: null };
-  const existing = l.passMarked ? undefined : ctx.coalescer.get(l.primary);
+  // One fetch per Vary variant (once the URI's Vary is known), so variants do not wait behind each other.
+  const flightKey = ctx.store.variantKey(l.primary, ex.req.headers as Headers);
+  const existing = l.passMarked ? undefined : ctx.coalescer.get(flightKey);
   if (!existing) {
     if (l.passMarked) {
       plan.fwd = l.fwd;
       return forward(ctx, plan);
     }
-    plan.flight = ctx.coalescer.lead(l.primary);
+    plan.flight = ctx.coalescer.lead(flightKey);
     try {
       return await forward(ctx, plan);
     } finally {
@@ -76,7 +93,7 @@ async function miss(ctx: ProxyContext, ex: Exchange, r: Route, l: Extract<Lookup
   }
   ex.cache = { hit: false, fwd: l.fwd, collapsed: true };
   const w = await ctx.coalescer.wait(existing, ctx.config.cache.coalesce_wait, (cb) => ex.onGone(cb));
-  const now = Date.now();
+  const now = ctx.now();
   switch (w.kind) {
     case 'gone':
       return;
@@ -112,10 +129,11 @@ async function miss(ctx: ProxyContext, ex: Exchange, r: Route, l: Extract<Lookup
   }
 }
 
-/** Grace: one background fetch refreshes a stale object while clients get the stale copy at once. */
+/** Stale-while-revalidate (RFC 5861 §3): one background fetch refreshes a stale object while clients get the stale copy at once. */
 function refreshInBackground(ctx: ProxyContext, ex: Exchange, r: Route, primary: string, stale: NonNullable<ForwardPlan['stale']>): void {
-  if (ctx.coalescer.get(primary)) return; // a refresh is already running
-  const flight = ctx.coalescer.lead(primary);
+  const key = ctx.store.variantKey(primary, ex.req.headers as Headers);
+  if (ctx.coalescer.get(key)) return; // a refresh is already running
+  const flight = ctx.coalescer.lead(key);
   ctx.background++;
   forward(ctx, { pool: r.pool, route: r, primary, stale, flight, fwd: 'stale', client: null, source: ex, body: null })
     .catch(() => undefined)

@@ -1,14 +1,17 @@
 // Store: copying a streamed origin body into a cache object (bounded by the largest storable size), and
 // freshening a stored object from a 304 (RFC 9111 §4.3.4).
-import { parseVary, varyKey } from '../cache/key.ts';
+import { parseVary, variantKey } from '../cache/key.ts';
 import type { CachedObject } from '../cache/object.ts';
 import { parseTags } from '../cache/invalidate.ts';
 import { decideStorage, type Headers, type NotStorableReason, type StoragePolicy, type StoreDecision } from '../cache/storable.ts';
 import type { ProxyContext } from './context.ts';
-import { responseHeaderList } from './headers.ts';
+import { endToEnd, responseHeaderList } from './headers.ts';
 
-/** Recomputed on every delivery, so never stored. */
-const NOT_STORED = new Set(['age', 'content-length', 'x-request-id', 'cache-status', 'proxy-status', 'date-received']);
+/**
+ * Recomputed on every delivery, so never stored; and the fields RFC 9111 §3.1 says MUST NOT be stored
+ * (specific to a proxy on the way: Proxy-Authenticate, Proxy-Authentication-Info).
+ */
+const NOT_STORED = new Set(['age', 'content-length', 'x-request-id', 'cache-status', 'proxy-status', 'date-received', 'proxy-authenticate', 'proxy-authentication-info']);
 
 /** Collects body chunks up to a cap; past it the copy is dropped and `add` returns false. */
 export class BodyCollector {
@@ -42,7 +45,7 @@ export class BodyCollector {
   }
 }
 
-/** `policy`: a route's TTL/grace overrides (pipeline/route.ts), else the context's. */
+/** `policy`: a route's TTL and stale-window overrides (pipeline/route.ts), else the context's. */
 export function storageDecision(ctx: ProxyContext, reqHeaders: Headers, status: number, headers: Headers, requestTimeMs: number, responseTimeMs: number, policy: StoragePolicy = ctx.policy): StoreDecision {
   const d = decideStorage('GET', reqHeaders, { status, headers, requestTimeMs, responseTimeMs }, policy);
   if (d.store) {
@@ -76,7 +79,7 @@ export function buildObject(ctx: ProxyContext, i: ObjectInput): CachedObject {
   for (const s of rawHeaders) headerBytes += s.length + 2;
   return {
     primary: i.primary,
-    key: fields.length ? i.primary + varyKey(fields, i.reqHeaders) : i.primary,
+    key: variantKey(i.primary, fields, i.reqHeaders),
     status: i.status,
     statusMessage: i.statusMessage,
     headers: i.headers,
@@ -126,11 +129,17 @@ export function freshenObject(ctx: ProxyContext, o: CachedObject, reqHeaders: He
   // every request). §4.2.3 then computes the age of the 304 itself.
   delete merged['age'];
   delete merged['date'];
-  for (const [k, v] of Object.entries(notModified)) {
-    if (k === 'content-length' || k === 'content-encoding' || k === 'transfer-encoding' || k === 'content-range') continue;
+  // §3.2: every field of the 304 replaces the stored one, except the hop-by-hop ones (§3.1), Content-Length, and
+  // the fields the stored body depends on (its coding and range): the body is the stored one.
+  for (const [k, v] of Object.entries(endToEnd(notModified))) {
+    if (k === 'content-length' || k === 'content-encoding' || k === 'content-range') continue;
     merged[k] = v;
   }
-  const decision = decideStorage('GET', reqHeaders, { status: o.status, headers: merged, requestTimeMs, responseTimeMs }, policy);
+  // cache.cookie_requests guards against storing a body built for one visitor's cookie; a 304 brings no body
+  // (its validator says the stored one, shared already, is current), so this request's Cookie does not count.
+  const sharedReq: Headers = { ...reqHeaders };
+  delete sharedReq['cookie'];
+  const decision = decideStorage('GET', sharedReq, { status: o.status, headers: merged, requestTimeMs, responseTimeMs }, policy);
   const object = buildObject(ctx, {
     primary: o.primary,
     reqHeaders,

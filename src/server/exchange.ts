@@ -10,7 +10,7 @@ export type FwdReason = 'uri-miss' | 'vary-miss' | 'stale' | 'bypass' | 'method'
 /** What the client got, in one word: a closed union used by the log and the metrics. */
 export type Served =
   | 'hit' // fresh from cache
-  | 'stale' // stale from cache (grace, stale-while-revalidate, stale-if-error)
+  | 'stale' // stale from cache (stale-while-revalidate, max-stale, stale-if-error)
   | 'origin' // fetched now (miss, pass, revalidation)
   | 'collapsed' // waited on another request's fetch
   | 'synth' // explained error made by Lacquer

@@ -21,7 +21,7 @@ function configText(input: LaunchInput, variant: Variant): string {
   const capacity = tuning.originCapacity;
   const config = {
     listen: `127.0.0.1:${input.port}`,
-    cache: { memory: '256MiB', grace: '1h', keep: '1d' },
+    cache: { memory: '256MiB', stale_if_error: '1h', stale_while_revalidate: '1h', keep: '1d' },
     timeouts: { connect: dur(tuning.connectMs), first_byte: dur(tuning.firstByteMs), between_bytes: dur(tuning.betweenBytesMs), idle: '4s' },
     backends: backends.map((b) => (capacity ? { ...b, max_connections: capacity } : b)),
     probes: { enabled: true, path: input.healthPath, interval: '1s', timeout: '500ms', window: 3, threshold: 2 },
@@ -30,8 +30,8 @@ function configText(input: LaunchInput, variant: Variant): string {
     log,
   };
   const head = [
-    '# Lacquer for this scenario, configured for resilience as an operator would: grace 1h (stale copies stand',
-    '# in when the origins fail), timeouts from the application\'s known latency, probes that mark a dead backend',
+    '# Lacquer for this scenario, configured for resilience as an operator would: stale copies stand in for',
+    '# 1 h when the origins fail, and are served at once while refreshing for 1 h (an opt-in, like Varnish grace), timeouts from the application\'s known latency, probes that mark a dead backend',
     '# sick within ~2 s, idempotent requests retried on another backend after a timeout or a 502/503/504',
     capacity
       ? `# (within the default retry budget), and each backend capped at its known capacity (${capacity}) with a queue\n# deep enough for a 10x surge, waiting at most the first-byte timeout.`

@@ -1,5 +1,5 @@
 // 1. origin-down-warm: cacheable objects are warm, then every origin refuses connections for 30 s.
-// A cache that keeps expired copies (grace / stale-if-error, RFC 5861 §4) should hide the whole outage.
+// A cache that keeps expired copies (stale-if-error, RFC 5861 §4) should hide the whole outage.
 import { all, DEFAULT_TUNING, paths, steadyRate, type Scenario } from '../scenario.ts';
 
 export const originDownWarm: Scenario = {

@@ -48,6 +48,9 @@ export type BackendRow = {
   first_byte_timeout_ms: number;
   errors_by_class: Record<string, number>;
   requests: number;
+  /** Passive health: failures in a row, all failures counted (errors and failure statuses), ejections it
+   *  wanted that the pool refused (never the last healthy capacity) and why. */
+  passive: { consecutive_failures: number; failures: number; ejections_refused: number; ejection_refused_why: string | null };
 };
 
 export type PoolView = { name: string; director: string; healthy: number; total: number; panic: boolean; backends: BackendRow[] };
@@ -87,6 +90,7 @@ export function backendsView(d: AdminDeps, pools: PoolSnapshot[] = snapshots(d.c
         first_byte_timeout_ms: b.firstByteTimeout,
         errors_by_class: errors,
         requests: b.requests,
+        passive: { consecutive_failures: b.consecutiveFailures ?? 0, failures: b.failures ?? 0, ejections_refused: b.ejectionsRefused ?? 0, ejection_refused_why: b.ejectionRefusedWhy ?? null },
       };
     }),
   }));

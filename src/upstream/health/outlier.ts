@@ -72,6 +72,8 @@ export class Outlier {
   keptWhy: EjectRefusal | undefined;
   ejectedUntil = 0;
   cause: EjectionCause = 'failures';
+  /** The pool refused an ejection during the current run of failures (it is reported once per run). */
+  #keptThisRun = false;
   /** Half-open: the trial request is in flight. */
   trial = false;
   #lastEjectedAt = 0;
@@ -105,7 +107,8 @@ export class Outlier {
     if (!decisive && this.consecutive < limit) return { kind: 'counted' };
     const why = mayEject(decisive);
     if (why) {
-      const first = this.keptWhy === undefined;
+      const first = !this.#keptThisRun;
+      this.#keptThisRun = true;
       this.kept++;
       this.keptWhy = why;
       return { kind: 'kept', why, first };
@@ -117,7 +120,7 @@ export class Outlier {
   /** Returns true when this success ended a half-open trial (the backend is back in). */
   success(now: number): boolean {
     this.consecutive = 0;
-    this.keptWhy = undefined;
+    this.#keptThisRun = false;
     if (this.phase(now) !== 'half-open') return false;
     this.trial = false;
     this.ejectedUntil = 0;
@@ -148,6 +151,6 @@ export class Outlier {
     this.#lastEjectedAt = now;
     this.ejectedUntil = now + this.ejectionMs;
     this.consecutive = 0;
-    this.keptWhy = undefined;
+    this.#keptThisRun = false;
   }
 }

@@ -3,6 +3,7 @@
 // load, a black-holed backend; and panic mode (on by default) when every backend fails its probes.
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
+import { healthContext } from '../src/upstream/lifecycle.ts';
 import { startPools, sleep, type PoolsHarness } from './pools-harness.ts';
 import type { LogLine } from './helpers.ts';
 
@@ -61,6 +62,8 @@ describe('a sole backend is never ejected', () => {
     h = await startPools({ origins: [{ behaviours: { ...NO_STORE, '/bad': { kind: 'error', status: 503 } } }] });
     const good: number[] = [];
     for (let i = 0; i < 20; i++) expect((await h.send('/bad')).status).toBe(503);
+    // The health context every failure report carries says why a backend failing this much still takes traffic.
+    expect(healthContext(h.proxy.ctx.pools, 'app1')).toMatchObject({ state: 'healthy', healthy: '1/1', circuit: 'closed', ejection_refused: 'last-capacity' });
     for (let i = 0; i < 10; i++) good.push((await h.send(`/good?${i}`)).status);
     // Interleaved too: the failures never add up to an outage of the other URLs.
     for (let i = 0; i < 10; i++) {
@@ -191,5 +194,42 @@ describe('panic mode by default', () => {
     h.pool().setOverride('app1', 'sick');
     h.pool().setOverride('app2', 'sick');
     expect((await h.send('/q')).headers['proxy-status']).toMatch(/destination_unavailable/);
+  });
+});
+
+describe('why a failed attempt was not retried', () => {
+  it('retry_refused in the access line, the failure report (/api/failures) and lacquer_retries_refused_total', async () => {
+    const reset = { '/submit': { kind: 'reset-before-headers' }, '/get': { kind: 'reset-before-headers' } } as const;
+    h = await startPools({
+      origins: [{ behaviours: { ...NO_STORE, ...reset } }, { behaviours: NO_STORE }],
+      // No budget at all: a retry that adds load is refused by it, one that adds none is not.
+      config: (urls) => ({
+        backends: [],
+        pools: [{ name: 'p', director: 'fallback', backends: urls.map((url, i) => ({ name: `app${i + 1}`, url })), retries: { budget: { percent: 0, min: 0 } } }],
+        routes: [{ pool: 'p' }],
+      }),
+    });
+    const post = await h.send('/submit', { method: 'POST', body: 'x=1', headers: { 'x-request-id': 'post-1' } });
+    expect(post.status).toBe(503);
+    // A fresh connection reset after the GET was sent may have put work on the origin: the empty budget refuses.
+    const get = await h.send('/get', { headers: { 'x-request-id': 'get-1' } });
+    expect(get.status).toBe(503);
+    // A refused connection sent nothing: retried on app2 despite the empty budget.
+    await h.origins[0]!.refuse();
+    const refused = await h.send('/free', { headers: { 'x-request-id': 'free-1' } });
+    expect(refused.status).toBe(200);
+    expect((await h.log.forRequest('post-1')).retry_refused).toBe('not-idempotent');
+    expect((await h.log.forRequest('get-1')).retry_refused).toBe('budget');
+    const free = await h.log.forRequest('free-1');
+    expect(free.retry_refused).toBeUndefined();
+    expect(free.attempts).toMatchObject([{ backend: 'app1', outcome: 'connection_refused' }, { backend: 'app2', outcome: 'ok', retry: 'connect' }]);
+    const admin = h.proxy.plane.admin!.url;
+    const failures = (await (await request(`${admin}/api/failures`)).body.json()) as { failures: { id: string; retry_refused?: string }[] };
+    expect(Object.fromEntries(failures.failures.map((f) => [f.id, f.retry_refused]))).toMatchObject({ 'post-1': 'not-idempotent', 'get-1': 'budget' });
+    const metrics = await (await request(`${admin}/metrics`)).body.text();
+    expect(metrics).toMatch(/lacquer_retries_refused_total\{reason="not-idempotent"\} 1/);
+    expect(metrics).toMatch(/lacquer_retries_refused_total\{reason="budget"\} 1/);
+    expect(metrics).toMatch(/lacquer_retries_total\{reason="connect"\} 1/);
+    expect(h.pool('p').snapshot().retryBudget).toMatchObject({ denied: 1, free: 1 });
   });
 });

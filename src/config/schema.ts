@@ -359,7 +359,7 @@ const Health = z.strictObject({
   ),
   trial_connect_interval: duration(
     '500ms',
-    'A backend taken out because it refused a connection (`connection_refused`, e.g. restarting) is tried with a bare TCP connect this often; the first connect that succeeds makes it half-open (one trial request, then full traffic, ramped by `slow_start`). A rolling restart then costs clients nothing: its refusals are retried elsewhere at once.',
+    'A backend taken out because it refused a connection (`connection_refused`, e.g. restarting) is tried with a bare TCP connect this often; the first connect that succeeds makes it half-open (one trial request, then full traffic, ramped by `slow_start`). A rolling restart then costs clients nothing: its refusals are retried elsewhere at once. 0 = no trial connects: it comes back half-open when its ejection (`base_ejection`) ends.',
   ),
   panic_threshold: z
     .number()

@@ -22,6 +22,8 @@ export type HealthContext = {
   probes?: string;
   /** The pool is in panic mode. */
   panic?: boolean;
+  /** Passive health wanted the backend out and the pool kept it (`last-capacity`, `max-ejection-percent`). */
+  ejection_refused?: string;
 };
 
 /** The failure report: the same facts in the log line, the admin API and (when exposed) the error page. */

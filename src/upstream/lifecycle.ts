@@ -56,6 +56,8 @@ export function healthContext(pools: ReadonlyMap<string, BackendPool>, backend: 
       circuit: phase === 'in' ? 'closed' : phase === 'ejected' ? `open until ${new Date(o.ejectedUntil).toISOString()}` : 'half-open',
       ...(b.health.probes ? { probes: b.health.probes.pattern } : {}),
       ...(p.panic ? { panic: true } : {}),
+      // Why a backend failing this much still takes traffic (issue 9: never eject the last capacity).
+      ...(o.keptWhy !== undefined && o.consecutive >= p.settings.health.consecutive_failures ? { ejection_refused: o.keptWhy } : {}),
     };
   }
   return undefined;

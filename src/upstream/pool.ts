@@ -376,8 +376,9 @@ export class BackendPool {
 
   /** Item 3 of issue 9: a backend out for refusing connections is tried with a bare connect until one opens. */
   #scheduleTrial(b: Backend): void {
-    if (this.#closed || this.#trials.has(b)) return;
-    const t = setTimeout(() => void this.#trial(b), this.settings.health.trial_connect_interval);
+    const every = this.settings.health.trial_connect_interval;
+    if (this.#closed || this.#trials.has(b) || !(every > 0)) return;
+    const t = setTimeout(() => void this.#trial(b), every);
     t.unref();
     this.#trials.set(b, t);
   }

@@ -91,7 +91,7 @@ describe('passive health', () => {
     // Failures by status (a refused connection is decisive: see pools-resilience); on_status retries them elsewhere.
     h = await startPools({
       origins: [{ behaviours: NO_STORE }, { behaviours: NO_STORE }, { behaviours: NO_STORE }],
-      config: () => ({ health: { consecutive_failures: 2, base_ejection: '400ms', max_ejection: '5s' }, retries: { on_status: [503] } }),
+      config: () => ({ health: { consecutive_failures: 2, base_ejection: '400ms', max_ejection: '5s', slow_start: '0' }, retries: { on_status: [503] } }),
     });
     const fail = () => h!.origins[0]!.set('*', { kind: 'error', status: 503 });
     const recover = () => h!.origins[0]!.set('*', NO_STORE['*']);

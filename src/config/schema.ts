@@ -354,8 +354,8 @@ const Health = z.strictObject({
       default: 50,
     }),
   slow_start: duration(
-    '0',
-    'A backend that becomes healthy again (probes, end of ejection, operator) ramps its share of traffic linearly from 10% to 100% over this time. 0 = full share at once. Not applied by the `hash` and `fallback` directors.',
+    '5s',
+    'A backend that becomes healthy again (probes, end of ejection, a trial connect after refusing, operator) ramps its share of traffic linearly from 10% to 100% over this time, so a process that just restarted (cold caches, JIT) is not handed a full share at once. 0 = full share at once. Not applied by the `hash` and `fallback` directors.',
   ),
   trial_connect_interval: duration(
     '500ms',

@@ -189,7 +189,8 @@ describe('fallback director', () => {
 describe('operator override', () => {
   it('drain: no new requests, the one in flight finishes; unknown backends are refused', async () => {
     const slow = { ...NO_STORE, '/slow': { kind: 'slow', firstByteMs: 500, then: { cacheControl: 'no-store' } } } as const;
-    h = await startPools({ origins: [{ behaviours: slow }, { behaviours: slow }, { behaviours: slow }] });
+    // No slow start: back from drain, app1 takes its full share at once (the ramp is tested above).
+    h = await startPools({ origins: [{ behaviours: slow }, { behaviours: slow }, { behaviours: slow }], config: () => ({ health: { slow_start: '0' } }) });
     const pool = h.pool();
     const inflight = h.send('/slow'); // first pick of a fresh round robin: app1
     expect(await until(() => h!.origins[0]!.count('/slow') === 1, 1000)).toBe(true);

@@ -267,6 +267,17 @@ describe('ejection never removes the last capacity', () => {
     expect(snap.ejectionsRefused).toBe(17); // from the 5th failure on, each one wanted it out
     expect(pool.choose()).toBe(bs[0]);
     expect(events.filter((e) => e.kind === 'eject-refused')).toEqual([{ kind: 'eject-refused', pool: 'p', backend: 'b1', why: 'last-capacity', failures: 5, healthy: 1, total: 1 }]);
+    // A new run of failures is warned about again, but not more than once per base_ejection (10 s).
+    const run = () => {
+      pool.report(bs[0]!, 'success');
+      for (let i = 0; i < 5; i++) pool.report(bs[0]!, 'failure');
+    };
+    clock.t += 5000;
+    run();
+    expect(events.filter((e) => e.kind === 'eject-refused')).toHaveLength(1);
+    clock.t += 5000;
+    run();
+    expect(events.filter((e) => e.kind === 'eject-refused')).toHaveLength(2);
   });
 
   it('two backends failing together: one is ejected, the other carries the pool; all ejected never happens', () => {

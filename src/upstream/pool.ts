@@ -64,6 +64,8 @@ export class BackendPool {
   readonly #trialConnect: (b: Backend) => Promise<boolean>;
   /** Pending trial connects of backends out for refusing connections. */
   readonly #trials = new Map<Backend, NodeJS.Timeout>();
+  /** When each backend's kept-in-rotation warning was last logged (at most one per `base_ejection`). */
+  readonly #keptAnnounced = new Map<Backend, number>();
   #closed = false;
 
   constructor(name: string, backends: Backend[], settings: PoolSettings = defaultSettings(), opts: PoolOptions = {}) {
@@ -176,7 +178,7 @@ export class BackendPool {
         if (o.cause === 'refused') this.#scheduleTrial(b);
         return;
       }
-      if (r.kind === 'kept' && r.first) this.onEvent?.({ kind: 'eject-refused', pool: this.name, backend: b.name, why: r.why, failures: o.consecutive, healthy: this.#healthyCount(now), total: this.backends.length });
+      if (r.kind === 'kept' && r.first && this.#mayAnnounceKept(b, now)) this.onEvent?.({ kind: 'eject-refused', pool: this.name, backend: b.name, why: r.why, failures: o.consecutive, healthy: this.#healthyCount(now), total: this.backends.length });
     } else if (verdict === 'success') {
       o.success(now);
     } else if (o.trial) {
@@ -372,6 +374,14 @@ export class BackendPool {
     if (decisive) return undefined;
     const cap = Math.max(1, Math.floor((this.settings.health.max_ejection_percent / 100) * this.backends.length));
     return ejected < cap ? undefined : 'max-ejection-percent';
+  }
+
+  /** A URL that always fails among good ones starts a new run of failures often: warn once per base_ejection. */
+  #mayAnnounceKept(b: Backend, now: number): boolean {
+    const last = this.#keptAnnounced.get(b);
+    if (last !== undefined && now - last < this.settings.health.base_ejection) return false;
+    this.#keptAnnounced.set(b, now);
+    return true;
   }
 
   /** Item 3 of issue 9: a backend out for refusing connections is tried with a bare connect until one opens. */

@@ -53,7 +53,16 @@ export type BackendRow = {
   passive: { consecutive_failures: number; failures: number; ejections_refused: number; ejection_refused_why: string | null };
 };
 
-export type PoolView = { name: string; director: string; healthy: number; total: number; panic: boolean; backends: BackendRow[] };
+export type PoolView = {
+  name: string;
+  director: string;
+  healthy: number;
+  total: number;
+  panic: boolean;
+  backends: BackendRow[];
+  /** Retries in the budget window (spent / allowance), refused by the budget, and made outside it (no origin load). */
+  retry_budget: { spent: number; allowance: number; denied: number; free: number } | null;
+};
 
 const r1 = (v: number | undefined) => (v === undefined ? null : Math.round(v * 10) / 10);
 
@@ -65,6 +74,7 @@ export function backendsView(d: AdminDeps, pools: PoolSnapshot[] = snapshots(d.c
     healthy: p.healthy,
     total: p.total,
     panic: p.panic,
+    retry_budget: p.retryBudget ? { ...p.retryBudget, free: p.retryBudget.free ?? 0 } : null,
     backends: p.backends.map((b): BackendRow => {
       const key = `${p.name}/${b.name}`;
       const mine = w.backends.get(key);

@@ -54,7 +54,7 @@ describe('keep-alive race', () => {
     const origin = await racingOrigin();
     // The retry budget's own minimum is small on purpose: without the exemption of retries that add no
     // origin load, ~300 races in a few seconds would exhaust it and reach clients.
-    h = await startPools({ origins: [], config: () => ({ backends: [{ name: 'racy', url: origin.url }], timeouts: { idle: '30s' } }) });
+    h = await startPools({ origins: [], config: () => ({ backends: [{ name: 'racy', url: origin.url }] }) });
     const statuses: number[] = [];
     const worker = async (w: number) => {
       for (let i = 0; i < 150; i++) statuses.push((await h!.send(`/ka/${w}/${i}`)).status);

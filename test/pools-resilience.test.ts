@@ -117,6 +117,12 @@ describe('rolling restart', () => {
     };
     await restart();
     const results = await load;
+    // The last one resumed ~1 s before the load ended: give it time for its trial connect and trial request
+    // on a loaded machine (a half-open backend needs a request to prove itself).
+    for (let i = 0; i < 60 && !h.pool().snapshot().backends.every((b) => b.state === 'healthy'); i++) {
+      await h.send(`/settle/${i}`);
+      await sleep(50);
+    }
     const errors = results.filter((r) => r.status !== 200);
     const lines = h.log.access();
     const f = retryFigures(lines);
@@ -127,6 +133,7 @@ describe('rolling restart', () => {
     );
     expect(results.length).toBe(2200);
     expect(errors).toEqual([]);
+    for (const l of lines.filter((x) => x.status !== 200)) console.log(JSON.stringify(l));
     // Every backend was refused under load and taken out at once, and each came back (trial connect, half-open).
     expect(snap.backends.map((b) => b.ejections)).toEqual([1, 1, 1]);
     expect(snap.backends.every((b) => b.state === 'healthy')).toBe(true);
@@ -168,14 +175,16 @@ describe('black hole', () => {
     const f = retryFigures(h.log.access());
     const snap = h.pool().snapshot().backends[1]!;
     console.log(
-      `black hole: ${results.length} requests, ${errors.length} client errors (${late.length} sent after the first first_byte), app2 ejected ${snap.ejections}× (trials retried: ${f.retries.trial ?? 0}); retries ${JSON.stringify(f.retries)}, refused ${JSON.stringify(f.refused)}`,
+      `black hole: ${results.length} requests, ${errors.length} client errors (${late.length} sent after the first first_byte), app2 ejected ${snap.ejections}×; retries ${JSON.stringify(f.retries)}, refused ${JSON.stringify(f.refused)}`,
     );
     expect(results.length).toBeGreaterThan(300);
     expect(errors.length).toBeLessThanOrEqual(workers);
     expect(late).toEqual([]);
-    // The ejection ended at least once during the run: its half-open trial met the hole and was answered elsewhere.
+    // After its first timeout app2 is a suspect: the next timeouts on it are retried elsewhere (budgeted).
+    expect(f.retries.timeout ?? 0).toBeGreaterThan(0);
+    // The ejection ended at least once during the run: its half-open trial met the hole, and (no late
+    // errors) its client was answered elsewhere.
     expect(snap.ejections).toBeGreaterThanOrEqual(2);
-    expect(f.retries.trial ?? 0).toBeGreaterThanOrEqual(1);
   }, 20_000);
 });
 

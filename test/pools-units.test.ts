@@ -131,6 +131,9 @@ describe('the retry decision', () => {
 
   it('retries timeouts and statuses only when configured', () => {
     expect(decideRetry({ ...base, error: timeout })).toEqual({ retry: false, why: 'not-retryable' });
+    // ...or when the backend is failing in a row (a black hole): the timeout is the backend's.
+    expect(decideRetry({ ...base, error: timeout, backendFailing: true })).toEqual({ retry: true, reason: 'timeout', fresh: false, free: false });
+    expect(decideRetry({ ...base, error: timeout, backendFailing: true, budgetAvailable: false })).toEqual({ retry: false, why: 'budget' });
     expect(decideRetry({ ...base, error: timeout, policy: { ...base.policy, on_timeout: true } })).toMatchObject({ retry: true, reason: 'timeout' });
     expect(decideRetry({ ...base, status: 503 })).toEqual({ retry: false, why: 'not-retryable' });
     expect(decideRetry({ ...base, status: 503, policy: { ...base.policy, on_status: [503] } })).toMatchObject({ retry: true, reason: 'status' });

@@ -405,7 +405,11 @@ const Retries = z.strictObject({
   on_timeout: z
     .boolean()
     .default(false)
-    .meta({ description: 'Retry an idempotent request whose backend did not answer within `first_byte` (`http_response_timeout`). Off: a slow backend’s work would be done twice.', default: false }),
+    .meta({
+      description:
+        'Retry an idempotent request whose backend did not answer within `first_byte` (`http_response_timeout`). Off: a slow backend’s work would be done twice — except when that backend had already failed the request before this one (failures in a row) or is now ejected: then the timeout is the backend’s (a black hole), and the request is retried elsewhere within the retry budget.',
+      default: false,
+    }),
   on_status: z
     .array(z.number().int().min(500).max(599))
     .default([])

@@ -92,6 +92,8 @@ async function attempts(ctx: ProxyContext, plan: ForwardPlan): Promise<void> {
   let lastError: ProxyError | undefined;
   /** The current attempt is its backend's half-open trial. */
   let trial = false;
+  /** The backend of the failed attempt had failed before it too, or is now out (after `judge`). */
+  const failing = (b: Backend) => b.health.outlier.consecutive >= 2 || b.health.outlier.phase(Date.now()) !== 'in';
   const decide = (error: ProxyError | undefined, status: number | undefined, responseStarted: boolean): RetryDecision =>
     decideRetry({
       error,
@@ -106,6 +108,7 @@ async function attempts(ctx: ProxyContext, plan: ForwardPlan): Promise<void> {
       staleKeepaliveRetried,
       budgetAvailable: pool.budget.available(),
       trial,
+      backendFailing: last !== undefined && failing(last),
     });
   /** A retry was decided: it takes from the budget only when the failure may have put load on an origin. */
   const spend = (d: Extract<RetryDecision, { retry: true }>) => (d.free ? pool.budget.spendFree() : pool.budget.spend());

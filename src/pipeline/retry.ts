@@ -43,6 +43,8 @@ export type RetryInput = {
   budgetAvailable: boolean;
   /** The failed attempt was a backend's half-open trial. */
   trial?: boolean;
+  /** The backend had failed before this attempt too (failures in a row), or is now out of rotation. */
+  backendFailing?: boolean;
 };
 
 /** Why a retry is made, logged as `retry=<reason>` on the next attempt. */
@@ -98,7 +100,9 @@ function reasonFor(i: RetryInput): RetryReason | RetryDecision {
       if (e.reused === true && !i.staleKeepaliveRetried) return 'stale-keepalive';
       return i.otherBackend ? 'terminated' : no('no-other-backend');
     }
-    if (e.type === 'http_response_timeout' && e.phase === 'wait_headers' && i.policy.on_timeout) return i.otherBackend ? 'timeout' : no('no-other-backend');
+    // Without on_timeout a slow request is not sent twice — unless its backend is failing in a row (a black
+    // hole: it accepts and never answers): then the timeout is the backend's, not the request's (issue 9).
+    if (e.type === 'http_response_timeout' && e.phase === 'wait_headers' && (i.policy.on_timeout || i.backendFailing)) return i.otherBackend ? 'timeout' : no('no-other-backend');
     if (i.trial && e.source === 'upstream' && !e.headersReceived) return i.otherBackend ? 'trial' : no('no-other-backend');
     return no('not-retryable');
   }

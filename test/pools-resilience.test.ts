@@ -131,9 +131,10 @@ describe('rolling restart', () => {
     console.log(
       `rolling restart: ${results.length} requests at 200/s, ${errors.length} client errors, ${refusals} met a refusal; retries ${JSON.stringify(f.retries)}, refused ${JSON.stringify(f.refused)}; budget ${JSON.stringify(snap.retryBudget)}; ejections ${snap.backends.map((b) => `${b.name}=${b.ejections}`).join(' ')}`,
     );
+    for (const l of lines.filter((x) => x.status !== 200)) console.log(JSON.stringify(l));
+    for (const l of h.log.lines.filter((x) => x.type === 'backend')) console.log(`  ${String(l.backend)}: ${String(l.from)}→${String(l.to)} (${String(l.reason)})`);
     expect(results.length).toBe(2200);
     expect(errors).toEqual([]);
-    for (const l of lines.filter((x) => x.status !== 200)) console.log(JSON.stringify(l));
     // Every backend was refused under load and taken out at once, and each came back (trial connect, half-open).
     expect(snap.backends.map((b) => b.ejections)).toEqual([1, 1, 1]);
     expect(snap.backends.every((b) => b.state === 'healthy')).toBe(true);

@@ -10,6 +10,7 @@ import { createDirector } from '../src/upstream/directors/director.ts';
 import { Gate } from '../src/upstream/gate.ts';
 import { Outlier } from '../src/upstream/health/outlier.ts';
 import { ProbeWindow } from '../src/upstream/health/probe.ts';
+import { trialConnect } from '../src/upstream/health/trial.ts';
 import { sectionDefaults } from '../src/upstream/defaults.ts';
 import { BackendPool, type PoolEvent } from '../src/upstream/pool.ts';
 import type { HealthConfig } from '../src/config/schema.ts';
@@ -399,5 +400,17 @@ describe('retries budgeted by the load they add', () => {
     expect(b.free).toBe(50);
     clock.t += 10_001;
     expect(b.spent()).toBe(0);
+  });
+});
+
+describe('trial connect', () => {
+  it('true when something listens, false when the connection is refused', async () => {
+    const { createServer } = await import('node:net');
+    const server = createServer((s) => s.destroy());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    expect(await trialConnect(`http://127.0.0.1:${port}`, 1000)).toBe(true);
+    await new Promise<void>((r) => server.close(() => r()));
+    expect(await trialConnect(`http://127.0.0.1:${port}`, 1000)).toBe(false);
   });
 });

@@ -9,7 +9,8 @@
 // pool's retry budget bounds only the retries that add origin load (issue 9 item 2): a retry after a
 // failure that put no work on any origin (`addedNoOriginLoad`) is never refused by the budget.
 // A failed half-open trial (the one request sent to a backend just back from ejection) is retried too,
-// even when its class is otherwise not: the client should not pay for the proxy's test of a backend.
+// even when its class is otherwise not: the client should not pay for the proxy's test of a backend; and
+// so is a first-byte timeout on a backend already failing in a row (a black hole), `on_timeout` or not.
 import type { RetryPolicy } from '../config/schema.ts';
 import type { ProxyError } from '../errors.ts';
 

@@ -23,7 +23,8 @@ describe('active probes', () => {
   it('threshold of window decides health; initial 0 starts sick until enough probes pass', async () => {
     h = await startPools({
       origins: [{ behaviours: NO_STORE }],
-      config: (urls) => poolOf(urls, { probe: { enabled: true, path: '/health', interval: '40ms', timeout: '500ms', window: 5, threshold: 3, initial: 0 } }),
+      // Panic mode off: this test is about what the probes decide (panic is tested below).
+      config: (urls) => poolOf(urls, { probe: { enabled: true, path: '/health', interval: '40ms', timeout: '500ms', window: 5, threshold: 3, initial: 0 }, health: { panic_threshold: 0 } }),
     });
     // Sick at start: the first request finds no backend.
     const early = await h.send('/x');
@@ -60,7 +61,7 @@ describe('active probes', () => {
   it('all backends sick → destination_unavailable with every backend’s probe history in the log', async () => {
     h = await startPools({
       origins: [{ behaviours: NO_STORE }, { behaviours: NO_STORE }],
-      config: () => ({ probes: { enabled: true, path: '/health', interval: '40ms', timeout: '300ms', window: 4, threshold: 2 } }),
+      config: () => ({ probes: { enabled: true, path: '/health', interval: '40ms', timeout: '300ms', window: 4, threshold: 2 }, health: { panic_threshold: 0 } }),
     });
     await Promise.all(h.origins.map((o) => o.refuse()));
     expect(await until(() => stateOf('app1') === 'sick' && stateOf('app2') === 'sick', 2000)).toBe(true);
@@ -87,11 +88,14 @@ describe('active probes', () => {
 
 describe('passive health', () => {
   it('ejects after consecutive failures, returns half-open with one trial request, and ejects longer on repeat', async () => {
+    // Failures by status (a refused connection is decisive: see pools-resilience); on_status retries them elsewhere.
     h = await startPools({
       origins: [{ behaviours: NO_STORE }, { behaviours: NO_STORE }, { behaviours: NO_STORE }],
-      config: () => ({ health: { consecutive_failures: 2, base_ejection: '400ms', max_ejection: '5s' } }),
+      config: () => ({ health: { consecutive_failures: 2, base_ejection: '400ms', max_ejection: '5s', slow_start: '0' }, retries: { on_status: [503] } }),
     });
-    await h.origins[0]!.refuse();
+    const fail = () => h!.origins[0]!.set('*', { kind: 'error', status: 503 });
+    const recover = () => h!.origins[0]!.set('*', NO_STORE['*']);
+    fail();
     let n = 0;
     while (stateOf('app1') !== 'ejected' && n < 20) expect((await h.send(`/a${n++}`)).status).toBe(200); // retried elsewhere
     expect(stateOf('app1')).toBe('ejected');
@@ -105,7 +109,7 @@ describe('passive health', () => {
     expect(h.log.access().filter((l) => ((l.attempts ?? []) as { backend: string }[]).some((a) => a.backend === 'app1')).length).toBe(2);
 
     // Back up; once the ejection ends the backend is half-open: exactly one trial, then full traffic.
-    await h.origins[0]!.resume();
+    recover();
     expect(await until(() => stateOf('app1') === 'half-open', 1000)).toBe(true);
     const before = h.origins[0]!.count();
     for (let i = 0; i < 3; i++) await h.send(`/c${i}`);
@@ -116,7 +120,7 @@ describe('passive health', () => {
     expect(h.origins[0]!.count() - before).toBeGreaterThanOrEqual(3);
 
     // Second ejection in a row lasts twice as long; a failed trial ejects it again, longer still.
-    await h.origins[0]!.refuse();
+    fail();
     for (let i = 0; i < 20 && stateOf('app1') !== 'ejected'; i++) await h.send(`/e${i}`);
     expect(events('app1').filter((l) => l.to === 'ejected').at(-1)!.reason).toMatch(/ejected for 800ms \(ejection #2\)/);
     expect(await until(() => stateOf('app1') === 'half-open', 1500)).toBe(true);
@@ -185,7 +189,8 @@ describe('fallback director', () => {
 describe('operator override', () => {
   it('drain: no new requests, the one in flight finishes; unknown backends are refused', async () => {
     const slow = { ...NO_STORE, '/slow': { kind: 'slow', firstByteMs: 500, then: { cacheControl: 'no-store' } } } as const;
-    h = await startPools({ origins: [{ behaviours: slow }, { behaviours: slow }, { behaviours: slow }] });
+    // No slow start: back from drain, app1 takes its full share at once (the ramp is tested above).
+    h = await startPools({ origins: [{ behaviours: slow }, { behaviours: slow }, { behaviours: slow }], config: () => ({ health: { slow_start: '0' } }) });
     const pool = h.pool();
     const inflight = h.send('/slow'); // first pick of a fresh round robin: app1
     expect(await until(() => h!.origins[0]!.count('/slow') === 1, 1000)).toBe(true);
@@ -207,7 +212,7 @@ describe('operator override', () => {
   it('sick and healthy override the probes', async () => {
     h = await startPools({
       origins: [{ behaviours: { ...NO_STORE, '/health': { kind: 'error', status: 500 } } }],
-      config: () => ({ probes: { enabled: true, path: '/health', interval: '40ms', timeout: '300ms', window: 2, threshold: 1 } }),
+      config: () => ({ probes: { enabled: true, path: '/health', interval: '40ms', timeout: '300ms', window: 2, threshold: 1 }, health: { panic_threshold: 0 } }),
     });
     expect(await until(() => stateOf('app1') === 'sick', 2000)).toBe(true);
     expect((await h.send('/z')).status).toBe(503);

@@ -48,9 +48,21 @@ export type BackendRow = {
   first_byte_timeout_ms: number;
   errors_by_class: Record<string, number>;
   requests: number;
+  /** Passive health: failures in a row, all failures counted (errors and failure statuses), ejections it
+   *  wanted that the pool refused (never the last healthy capacity) and why. */
+  passive: { consecutive_failures: number; failures: number; ejections_refused: number; ejection_refused_why: string | null };
 };
 
-export type PoolView = { name: string; director: string; healthy: number; total: number; panic: boolean; backends: BackendRow[] };
+export type PoolView = {
+  name: string;
+  director: string;
+  healthy: number;
+  total: number;
+  panic: boolean;
+  backends: BackendRow[];
+  /** Retries in the budget window (spent / allowance), refused by the budget, and made outside it (no origin load). */
+  retry_budget: { spent: number; allowance: number; denied: number; free: number } | null;
+};
 
 const r1 = (v: number | undefined) => (v === undefined ? null : Math.round(v * 10) / 10);
 
@@ -62,6 +74,7 @@ export function backendsView(d: AdminDeps, pools: PoolSnapshot[] = snapshots(d.c
     healthy: p.healthy,
     total: p.total,
     panic: p.panic,
+    retry_budget: p.retryBudget ? { ...p.retryBudget, free: p.retryBudget.free ?? 0 } : null,
     backends: p.backends.map((b): BackendRow => {
       const key = `${p.name}/${b.name}`;
       const mine = w.backends.get(key);
@@ -87,6 +100,7 @@ export function backendsView(d: AdminDeps, pools: PoolSnapshot[] = snapshots(d.c
         first_byte_timeout_ms: b.firstByteTimeout,
         errors_by_class: errors,
         requests: b.requests,
+        passive: { consecutive_failures: b.consecutiveFailures ?? 0, failures: b.failures ?? 0, ejections_refused: b.ejectionsRefused ?? 0, ejection_refused_why: b.ejectionRefusedWhy ?? null },
       };
     }),
   }));

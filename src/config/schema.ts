@@ -375,20 +375,28 @@ const Health = z.strictObject({
     .min(0)
     .max(100)
     .default(50)
-    .meta({ description: 'Most backends of a pool that may be ejected at once, in percent (at least one may always be ejected).', default: 50 }),
+    .meta({
+      description:
+        'Most backends of a pool that passive health may eject at once, in percent (rounded down; in a pool of two or more, at least one). Whatever the percentage, passive health never ejects a backend unless another one stays healthy: a pool of one backend is never ejected (its failures are still counted, logged and shown), so a few failing URLs cannot turn into an outage of the whole site. A backend that refuses connections is taken out whenever another one stays healthy, beyond this percentage: it carries nothing anyway.',
+      default: 50,
+    }),
   slow_start: duration(
-    '0',
-    'A backend that becomes healthy again (probes, end of ejection, operator) ramps its share of traffic linearly from 10% to 100% over this time. 0 = full share at once. Not applied by the `hash` and `fallback` directors.',
+    '5s',
+    'A backend that becomes healthy again (probes, end of ejection, a trial connect after refusing, operator) ramps its share of traffic linearly from 10% to 100% over this time, so a process that just restarted (cold caches, JIT) is not handed a full share at once. 0 = full share at once. Not applied by the `hash` and `fallback` directors.',
+  ),
+  trial_connect_interval: duration(
+    '500ms',
+    'A backend taken out because it refused a connection (`connection_refused`, e.g. restarting) is tried with a bare TCP connect this often; the first connect that succeeds makes it half-open (one trial request, then full traffic, ramped by `slow_start`). A rolling restart then costs clients nothing: its refusals are retried elsewhere at once. 0 = no trial connects: it comes back half-open when its ejection (`base_ejection`) ends.',
   ),
   panic_threshold: z
     .number()
     .min(0)
     .max(1)
-    .default(0)
+    .default(0.5)
     .meta({
       description:
-        'Panic mode: when fewer than this share of a pool’s backends are healthy, requests go to all of them (except those an operator set `sick` or `drain`) and a warning is logged. Trade-off: some requests hit sick backends and fail (and are retried), instead of every request failing `destination_unavailable` when health checks are too eager. 0 = never.',
-      default: 0,
+        'Panic mode (Envoy’s healthy_panic_threshold, same default): when fewer than this share of a pool’s backends are healthy, health is ignored and requests go to all backends except those an operator set `sick` or `drain` (backends that just refused a connection last), and an error is logged. When every backend fails its probes, requests are still forwarded instead of failing `destination_unavailable` — unless a stale copy can answer, which is served instead. Trade-off: some requests reach sick backends and fail (and are retried), instead of every request failing when health checks are too eager or the healthy remainder cannot carry the load. 0 = never.',
+      default: 0.5,
     }),
 });
 
@@ -398,7 +406,11 @@ const RetryBudget = z.strictObject({
     .min(0)
     .max(100)
     .default(20)
-    .meta({ description: 'Retries may add at most this percentage on top of a pool’s regular requests (counted over `window`), so retries never multiply an outage.', default: 20 }),
+    .meta({
+      description:
+        'Retries may add at most this percentage of load on top of a pool’s regular requests (counted over `window`), so retries never multiply an outage. Only retries after a failure that may have put work on an origin count (timeouts, resets after the request was sent, 5xx); a retry after a failure that sent nothing to any origin (DNS, refused or timed-out connect, a reused keep-alive socket closed before any response byte) is never refused by the budget — it is still bounded by `max` and `deadline` — and is counted apart.',
+      default: 20,
+    }),
   min: z
     .number()
     .int()
@@ -420,7 +432,11 @@ const Retries = z.strictObject({
   on_timeout: z
     .boolean()
     .default(false)
-    .meta({ description: 'Retry an idempotent request whose backend did not answer within `first_byte` (`http_response_timeout`). Off: a slow backend’s work would be done twice.', default: false }),
+    .meta({
+      description:
+        'Retry an idempotent request whose backend did not answer within `first_byte` (`http_response_timeout`). Off: a slow backend’s work would be done twice — except when that backend had already failed the request before this one (failures in a row) or is now ejected: then the timeout is the backend’s (a black hole), and the request is retried elsewhere within the retry budget.',
+      default: false,
+    }),
   on_status: z
     .array(z.number().int().min(500).max(599))
     .default([])

@@ -22,6 +22,8 @@ export type HealthContext = {
   probes?: string;
   /** The pool is in panic mode. */
   panic?: boolean;
+  /** Passive health wanted the backend out and the pool kept it (`last-capacity`, `max-ejection-percent`). */
+  ejection_refused?: string;
 };
 
 /** The failure report: the same facts in the log line, the admin API and (when exposed) the error page. */
@@ -44,6 +46,8 @@ export type FailureReport = {
   reused?: boolean;
   timings: { ttfb_ms?: number; total_ms: number };
   attempts: Exchange['attempts'];
+  /** Why the failed attempt was not retried (budget, max, deadline, not-idempotent, no-other-backend, ...). */
+  retry_refused?: string;
   bytes_received?: number;
   headers_received: boolean;
   health?: HealthContext;
@@ -165,6 +169,7 @@ export class AccessLog {
       ttfb_ms: round(ex.ttfbMs),
       attempts: ex.attempts.length ? ex.attempts : undefined,
       retry: ex.attempts.find((a) => a.retry)?.retry,
+      retry_refused: ex.retryRefused,
       stale_ms: ex.staleMs,
       client_gone: ex.clientGone || undefined,
       trace: ex.traceparent,
@@ -215,6 +220,7 @@ export class AccessLog {
       reused: err.reused,
       timings: { ttfb_ms: round(ex.ttfbMs), total_ms: round(ex.elapsedMs())! },
       attempts: ex.attempts,
+      retry_refused: ex.retryRefused,
       bytes_received: err.bytesReceived,
       headers_received: err.headersReceived,
       health: healthOf?.(err.backend),

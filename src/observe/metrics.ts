@@ -45,6 +45,7 @@ export class Metrics {
   readonly poolHealthy: Gauge<'pool'>;
   readonly poolPanic: Gauge<'pool'>;
   readonly retries: Counter<'reason'>;
+  readonly retriesRefused: Counter<'reason'>;
   readonly staleServed: Counter<'reason'>;
   readonly coalesced: Counter;
   readonly cacheBytes: Gauge;
@@ -130,7 +131,13 @@ export class Metrics {
     });
     this.retries = new Counter({
       name: 'lacquer_retries_total',
-      help: 'Origin attempts that were retries, by reason (e.g. stale-keepalive, connect-failed).',
+      help: 'Origin attempts that were retries, by reason: connect and stale-keepalive (the failure added no origin load: outside the retry budget), terminated, timeout, status, trial (budgeted).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.retriesRefused = new Counter({
+      name: 'lacquer_retries_refused_total',
+      help: 'Failed attempts that were not retried, by reason (budget, max, deadline, not-idempotent, not-replayable, not-retryable, no-other-backend, response-started, client-error).',
       labelNames: ['reason'],
       registers,
     });
@@ -187,6 +194,7 @@ export class Metrics {
         if (a.outcome === 'http_response_timeout') this.backendTtfb.observe({ pool, backend: a.backend }, a.ms / 1000);
       }
     }
+    if (ex.retryRefused !== undefined) this.retriesRefused.inc({ reason: ex.retryRefused });
     if (n === 0 && ex.error) {
       // Failed before any attempt (no healthy backend, queue full, no route): still a fetch error of the pool.
       const pool = typeof ex.error.context?.pool === 'string' ? ex.error.context.pool : this.#src.poolOf(ex.error.backend ?? '');

@@ -17,7 +17,7 @@ import { originRequestHeaders, responseHeaderList } from './headers.ts';
 import { traceHeaders } from '../observe/trace.ts';
 import { admit, takeSlot, unavailable } from './choose.ts';
 import { bufferBody } from './replay.ts';
-import { decideRetry, isIdempotent, type RetryDecision, type RetryReason } from './retry.ts';
+import { decideRetry, isIdempotent, type NoRetry, type RetryDecision, type RetryReason } from './retry.ts';
 import type { Route } from './route.ts';
 import { verdictOf } from '../upstream/health/outlier.ts';
 import { deliverStale, isErrorStatus, usableOnError } from './stale.ts';
@@ -83,12 +83,18 @@ async function attempts(ctx: ProxyContext, plan: ForwardPlan): Promise<void> {
     if (b.kind === 'buffered') plan.body = b.body;
   }
   const key = pool.hashKeyOf(ex.host, ex.target, ex.req.headers as Headers);
+  // Panic mode may send a request to a backend health calls sick; not when a stale copy can answer instead.
+  const allowPanic = !usableOnError(plan.stale, Date.now());
   const tried = new Set<Backend>();
   let count = 0;
   let staleKeepaliveRetried = false;
   let retry: RetryReason | undefined;
   let last: Backend | undefined;
   let lastError: ProxyError | undefined;
+  /** The current attempt is its backend's half-open trial. */
+  let trial = false;
+  /** The backend of the failed attempt had failed before it too, or is now out (after `judge`). */
+  const failing = (b: Backend) => b.health.outlier.consecutive >= 2 || b.health.outlier.phase(Date.now()) !== 'in';
   const decide = (error: ProxyError | undefined, status: number | undefined, responseStarted: boolean): RetryDecision =>
     decideRetry({
       error,
@@ -99,22 +105,35 @@ async function attempts(ctx: ProxyContext, plan: ForwardPlan): Promise<void> {
       attempts: count,
       policy,
       elapsedMs: ex.elapsedMs(),
-      otherBackend: pool.hasCandidate(tried),
+      otherBackend: pool.hasCandidate(tried, allowPanic),
       staleKeepaliveRetried,
       budgetAvailable: pool.budget.available(),
+      trial,
+      backendFailing: last !== undefined && failing(last),
     });
-  /** Consulted when response headers arrive: a status in `on_status` is retried before the client sees it. */
+  /** A retry was decided: it takes from the budget only when the failure may have put load on an origin. */
+  const spend = (d: Extract<RetryDecision, { retry: true }>) => (d.free ? pool.budget.spendFree() : pool.budget.spend());
+  /** No retry: the access log and the failure report say why (`retry_refused`). */
+  const refuse = (why: NoRetry) => {
+    ex.retryRefused = why;
+    if (why === 'budget') pool.budget.deny();
+  };
+  /**
+   * Consulted when response headers arrive: a status in `on_status` (or a failure status answering a
+   * half-open trial) is retried before the client sees it.
+   */
   const retryStatus = (status: number): boolean => {
-    if (!policy.on_status.includes(status)) return false;
+    if (!policy.on_status.includes(status) && !(trial && pool.settings.health.failure_statuses.includes(status))) return false;
     const d = decide(undefined, status, false);
-    if (d.retry) pool.budget.spend();
-    else if (d.why === 'budget') pool.budget.deny();
+    if (d.retry) spend(d);
+    else refuse(d.why);
     return d.retry;
   };
   pool.budget.request();
   for (;;) {
-    const backend = retry === 'stale-keepalive' && last ? last : pool.choose({ exclude: tried, key });
+    const backend = retry === 'stale-keepalive' && last ? last : pool.choose({ exclude: tried, key, allowPanic });
     if (!backend) return fail(ctx, plan, lastError ?? unavailable(pool), false);
+    trial = backend.health.outlier.trial;
     tried.add(backend);
     last = backend;
     count++;
@@ -139,10 +158,10 @@ async function attempts(ctx: ProxyContext, plan: ForwardPlan): Promise<void> {
       lastError = r.error;
       const d = decide(r.error, undefined, r.responseStarted);
       if (!d.retry || plan.client?.clientGone) {
-        if (!d.retry && d.why === 'budget') pool.budget.deny();
+        if (!d.retry) refuse(d.why);
         return fail(ctx, plan, r.error, r.responseStarted);
       }
-      pool.budget.spend();
+      spend(d);
       reason = d.reason;
     }
     if (reason === 'stale-keepalive') {
@@ -159,7 +178,7 @@ function judge(pool: BackendPool, backend: Backend, r: AttemptResult, ex: Exchan
   if (r.kind === 'failed') {
     const c = backend.counters.errorsByClass;
     c[r.error.type] = (c[r.error.type] ?? 0) + 1;
-    return pool.report(backend, verdictOf({ error: r.error }, statuses));
+    return pool.report(backend, verdictOf({ error: r.error }, statuses), r.error.type);
   }
   if (r.kind === 'retry-status') return pool.report(backend, verdictOf({ status: r.status }, statuses));
   if (client?.ttfbMs !== undefined) backend.recordTtfb(client.ttfbMs);

@@ -42,6 +42,8 @@ export class Exchange {
   served: Served = 'origin';
   cache: CacheFacts = { hit: false };
   attempts: Attempt[] = [];
+  /** Why the failed last attempt was not retried (pipeline/retry.ts NoRetry), for the log and metrics. */
+  retryRefused: string | undefined;
   error: ProxyError | undefined;
   /** Backend that answered (or failed last). */
   backend: string | undefined;

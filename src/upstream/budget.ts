@@ -2,6 +2,9 @@
 // retries may add at most `percent` on top of the regular requests, plus a small fixed minimum so a
 // quiet pool can still retry. During a total outage every request fails and would be retried `max`
 // times; the budget keeps that from multiplying the load on an origin that is trying to come back.
+// The budget is of load, not of attempts (issue 9 item 2): a retry after a failure that put no work on
+// any origin (pipeline/retry.ts `addedNoOriginLoad`) takes nothing from it and is only counted (`free`),
+// so a restarting backend refusing a third of the requests cannot starve the retries that hide it.
 
 /** Buckets per window: the window slides in steps of window/BUCKETS. */
 const BUCKETS = 10;
@@ -10,31 +13,41 @@ export type BudgetOptions = { percent: number; min: number; windowMs: number };
 
 export class RetryBudget {
   readonly #opts: BudgetOptions;
+  readonly #now: () => number;
   readonly #requests = new Array<number>(BUCKETS).fill(0);
   readonly #retries = new Array<number>(BUCKETS).fill(0);
   /** Index of the bucket that `#epoch` names. */
   #epoch = 0;
   /** Retries refused by the budget, for the admin plane. */
   denied = 0;
+  /** Retries that added no origin load, made outside the budget, since start. */
+  free = 0;
 
-  constructor(opts: BudgetOptions) {
+  /** `now`: the clock (ms), injectable so tests can move time instead of sleeping. */
+  constructor(opts: BudgetOptions, now: () => number = Date.now) {
     this.#opts = opts;
+    this.#now = now;
   }
 
   /** A regular request (first attempt) was made. */
-  request(now = Date.now()): void {
+  request(now = this.#now()): void {
     this.#requests[this.#bucket(now)]!++;
   }
 
   /** Whether one more retry fits the budget now (takes nothing). */
-  available(now = Date.now()): boolean {
+  available(now = this.#now()): boolean {
     this.#bucket(now);
     return this.#sum(this.#retries) + 1 <= this.allowance();
   }
 
   /** A retry was made. */
-  spend(now = Date.now()): void {
+  spend(now = this.#now()): void {
     this.#retries[this.#bucket(now)]!++;
+  }
+
+  /** A retry that added no origin load was made: counted, takes nothing from the budget. */
+  spendFree(): void {
+    this.free++;
   }
 
   /** A retry was refused for want of budget. */
@@ -43,7 +56,7 @@ export class RetryBudget {
   }
 
   /** Takes one retry from the budget if it has room; counts a refusal otherwise. */
-  tryRetry(now = Date.now()): boolean {
+  tryRetry(now = this.#now()): boolean {
     if (!this.available(now)) {
       this.deny();
       return false;
@@ -58,7 +71,7 @@ export class RetryBudget {
   }
 
   /** Retries made in the current window. */
-  spent(now = Date.now()): number {
+  spent(now = this.#now()): number {
     this.#bucket(now);
     return this.#sum(this.#retries);
   }

@@ -23,6 +23,14 @@ function announce(logger: Logger, e: PoolEvent): void {
     else logger.warn({ type: 'pool', event: 'panic-over', pool: e.pool, healthy: `${e.healthy}/${e.total}` }, `pool ${e.pool} left panic mode: ${e.healthy}/${e.total} backends healthy`);
     return;
   }
+  if (e.kind === 'eject-refused') {
+    const why = e.why === 'last-capacity' ? `no other backend is healthy (${e.healthy}/${e.total})` : 'max_ejection_percent of the pool is ejected already';
+    logger.warn(
+      { type: 'backend', event: 'eject-refused', pool: e.pool, backend: e.backend, why: e.why, failures: e.failures, healthy: `${e.healthy}/${e.total}` },
+      `backend ${e.pool}/${e.backend}: ${e.failures} failures in a row, kept in rotation: ${why}`,
+    );
+    return;
+  }
   const level = e.to === 'healthy' ? 'info' : 'warn';
   logger[level]({ type: 'backend', event: 'state', pool: e.pool, backend: e.backend, from: e.from, to: e.to, reason: e.reason }, `backend ${e.pool}/${e.backend}: ${e.from} → ${e.to} (${e.reason})`);
 }
@@ -48,6 +56,8 @@ export function healthContext(pools: ReadonlyMap<string, BackendPool>, backend: 
       circuit: phase === 'in' ? 'closed' : phase === 'ejected' ? `open until ${new Date(o.ejectedUntil).toISOString()}` : 'half-open',
       ...(b.health.probes ? { probes: b.health.probes.pattern } : {}),
       ...(p.panic ? { panic: true } : {}),
+      // Why a backend failing this much still takes traffic (issue 9: never eject the last capacity).
+      ...(o.keptWhy !== undefined && o.consecutive >= p.settings.health.consecutive_failures ? { ejection_refused: o.keptWhy } : {}),
     };
   }
   return undefined;

@@ -2,6 +2,9 @@
 // ejection, the operator's override), zone preference, panic mode and connection caps narrow the
 // candidates, then the pool's director (directors/) picks one. Attempts report back (`report`) so
 // passive health sees every failure; the admin API changes overrides through `setOverride`.
+// Issue 9: passive health never ejects the last healthy capacity (a pool of one is never ejected), a
+// refused connection takes a backend out at once and a trial connect brings it back (half-open), and
+// panic mode (on by default) forwards to the least-bad backends rather than fail every request.
 import type { Config, DirectorKind, HealthConfig, OverloadConfig, PoolConfig, ProbeConfig, RetryConfig } from '../config/schema.ts';
 import { resolveTimeouts } from '../config/load.ts';
 import { Backend } from './backend.ts';
@@ -9,8 +12,10 @@ import { RetryBudget } from './budget.ts';
 import { createDirector, type Director } from './directors/director.ts';
 import { sectionDefaults } from './defaults.ts';
 import { Gate } from './gate.ts';
-import type { Verdict } from './health/outlier.ts';
+import type { ErrorType } from '../errors.ts';
+import type { EjectRefusal, Verdict } from './health/outlier.ts';
 import { Prober, type ProbeResult } from './health/probe.ts';
+import { trialConnect } from './health/trial.ts';
 import type { BackendSnapshot, BackendState, HealthOverride, PoolSnapshot } from './state.ts';
 
 export type PoolSettings = {
@@ -27,10 +32,17 @@ export type PoolSettings = {
 /** Something an operator should hear about: a backend changed state, or a pool entered/left panic. */
 export type PoolEvent =
   | { kind: 'state'; pool: string; backend: string; from: BackendState; to: BackendState; reason: string }
+  | { kind: 'eject-refused'; pool: string; backend: string; why: EjectRefusal; failures: number; healthy: number; total: number }
   | { kind: 'panic'; pool: string; panic: boolean; healthy: number; total: number };
 
-/** The request facts the pool needs to choose (only `hash` reads the key). */
-export type ChooseInput = { exclude?: ReadonlySet<Backend>; key?: string };
+/**
+ * The request facts the pool needs to choose (only `hash` reads the key). `allowPanic: false` when a stale
+ * copy can answer instead: then panic mode does not send the request to a backend health says is sick.
+ */
+export type ChooseInput = { exclude?: ReadonlySet<Backend>; key?: string; allowPanic?: boolean };
+
+/** Injectable for tests: the clock (ms) and the trial connect. */
+export type PoolOptions = { now?: () => number; trialConnect?: (b: Backend) => Promise<boolean> };
 
 export class BackendPool {
   readonly name: string;
@@ -48,14 +60,23 @@ export class BackendPool {
   /** Requests shed because the pool queue was full. */
   shed = 0;
   #probers: Prober[] = [];
+  readonly #now: () => number;
+  readonly #trialConnect: (b: Backend) => Promise<boolean>;
+  /** Pending trial connects of backends out for refusing connections. */
+  readonly #trials = new Map<Backend, NodeJS.Timeout>();
+  /** When each backend's kept-in-rotation warning was last logged (at most one per `base_ejection`). */
+  readonly #keptAnnounced = new Map<Backend, number>();
+  #closed = false;
 
-  constructor(name: string, backends: Backend[], settings: PoolSettings = defaultSettings()) {
+  constructor(name: string, backends: Backend[], settings: PoolSettings = defaultSettings(), opts: PoolOptions = {}) {
     this.name = name;
     this.backends = backends;
     this.settings = settings;
+    this.#now = opts.now ?? Date.now;
+    this.#trialConnect = opts.trialConnect ?? ((b) => trialConnect(b.origin, b.timeouts.connect));
     this.director = createDirector(settings.director);
     for (const b of backends) b.adopt(settings.health, settings.probe, settings.overload);
-    this.budget = new RetryBudget({ percent: settings.retries.budget.percent, min: settings.retries.budget.min, windowMs: settings.retries.budget.window });
+    this.budget = new RetryBudget({ percent: settings.retries.budget.percent, min: settings.retries.budget.min, windowMs: settings.retries.budget.window }, this.#now);
     this.admission = new Gate(settings.overload.max_concurrency, settings.overload.pool_queue);
   }
 
@@ -95,9 +116,9 @@ export class BackendPool {
    * one trial request; in panic mode health is ignored, the operator's `sick` and `drain` are not.
    */
   choose(input: ChooseInput | ReadonlySet<Backend> = {}): Backend | undefined {
-    const { exclude, key } = input instanceof Set ? { exclude: input as ReadonlySet<Backend>, key: undefined } : (input as ChooseInput);
-    const now = Date.now();
-    let candidates = this.#candidates(exclude, now);
+    const { exclude, key, allowPanic } = input instanceof Set ? { exclude: input as ReadonlySet<Backend>, key: undefined, allowPanic: true } : (input as ChooseInput);
+    const now = this.#now();
+    let candidates = this.#candidates(exclude, now, allowPanic ?? true);
     if (this.director.skipsFull && candidates.length > 1) {
       // Spill to a backend with a free slot rather than queue behind a full one.
       const open = candidates.filter((b) => b.slots.open);
@@ -112,15 +133,22 @@ export class BackendPool {
   }
 
   /** Whether a backend outside `exclude` may take a request now (what a retry would need). */
-  hasCandidate(exclude?: ReadonlySet<Backend>): boolean {
-    return this.#candidates(exclude, Date.now()).length > 0;
+  hasCandidate(exclude?: ReadonlySet<Backend>, allowPanic = true): boolean {
+    return this.#candidates(exclude, this.#now(), allowPanic).length > 0;
   }
 
-  /** Backends that may take a request: by health (or all, in panic), then the local zone if it has any. */
-  #candidates(exclude: ReadonlySet<Backend> | undefined, now: number): Backend[] {
-    let candidates = this.#checkPanic(now)
-      ? this.backends.filter((b) => !exclude?.has(b) && b.health.override !== 'sick' && b.health.override !== 'drain')
-      : this.backends.filter((b) => !exclude?.has(b) && b.health.choosable(now));
+  /**
+   * Backends that may take a request: by health, then the local zone if it has any. In panic, every backend
+   * the operator has not set `sick` or `drain` — the least bad first: one that just refused a connection
+   * is known to carry nothing and is chosen only when no other is left.
+   */
+  #candidates(exclude: ReadonlySet<Backend> | undefined, now: number, allowPanic: boolean): Backend[] {
+    let candidates = this.backends.filter((b) => !exclude?.has(b) && b.health.choosable(now));
+    if (this.#checkPanic(now) && allowPanic) {
+      const all = this.backends.filter((b) => !exclude?.has(b) && b.health.override !== 'sick' && b.health.override !== 'drain');
+      const listening = all.filter((b) => !(b.health.outlier.cause === 'refused' && b.health.outlier.phase(now) === 'ejected'));
+      candidates = listening.length > 0 ? listening : all;
+    }
     const zone = this.settings.zone;
     if (zone !== undefined) {
       const local = candidates.filter((b) => b.zone === zone);
@@ -129,16 +157,28 @@ export class BackendPool {
     return candidates;
   }
 
-  /** What one attempt said about its backend: feeds passive health (ejection, half-open trials). */
-  report(b: Backend, verdict: Verdict): void {
-    const now = Date.now();
+  /**
+   * What one attempt said about its backend: feeds passive health (ejection, half-open trials). `cause`:
+   * the failure's class — a refused connection is decisive (the backend is out at once, a trial connect
+   * brings it back).
+   */
+  report(b: Backend, verdict: Verdict, cause?: ErrorType): void {
+    const now = this.#now();
     const before = b.health.state(now);
     const o = b.health.outlier;
     if (verdict === 'failure') {
-      if (o.failure(now, () => this.#mayEject(now))) {
-        this.#announce(b, before, now, `${this.settings.health.consecutive_failures} failures in a row; ejected for ${o.ejectionMs}ms (ejection #${o.streak})`);
+      const decisive = cause === 'connection_refused';
+      const r = o.failure(now, (d) => this.#mayEject(b, d, now), decisive);
+      if (r.kind === 'ejected') {
+        const why =
+          o.cause === 'refused'
+            ? `connection refused; out until a trial connect succeeds (every ${this.settings.health.trial_connect_interval}ms, at most ${o.ejectionMs}ms; ejection #${o.streak})`
+            : `${this.settings.health.consecutive_failures} failures in a row; ejected for ${o.ejectionMs}ms (ejection #${o.streak})`;
+        this.#announce(b, before, now, why);
+        if (o.cause === 'refused') this.#scheduleTrial(b);
         return;
       }
+      if (r.kind === 'kept' && r.first && this.#mayAnnounceKept(b, now)) this.onEvent?.({ kind: 'eject-refused', pool: this.name, backend: b.name, why: r.why, failures: o.consecutive, healthy: this.#healthyCount(now), total: this.backends.length });
     } else if (verdict === 'success') {
       o.success(now);
     } else if (o.trial) {
@@ -156,7 +196,7 @@ export class BackendPool {
   setOverride(backend: string, override: HealthOverride): BackendSnapshot | undefined {
     const b = this.backends.find((x) => x.name === backend);
     if (!b) return undefined;
-    const now = Date.now();
+    const now = this.#now();
     const before = b.health.state(now);
     b.health.override = override;
     b.health.settle(before, now);
@@ -177,6 +217,8 @@ export class BackendPool {
   stopProbes(): void {
     for (const p of this.#probers) p.stop();
     this.#probers = [];
+    for (const t of this.#trials.values()) clearTimeout(t);
+    this.#trials.clear();
   }
 
   /** Probes sent so far, per backend name. */
@@ -198,7 +240,7 @@ export class BackendPool {
 
   /** Health context for a failure report: healthy count n/m. */
   healthSummary(): { healthy: number; total: number } {
-    const now = Date.now();
+    const now = this.#now();
     return { healthy: this.#healthyCount(now), total: this.backends.length };
   }
 
@@ -209,7 +251,7 @@ export class BackendPool {
 
   /** The facts a `destination_unavailable` report carries: every backend's state and probe history. */
   unavailableContext(): Record<string, unknown> {
-    const now = Date.now();
+    const now = this.#now();
     return {
       pool: this.name,
       healthy: `${this.#healthyCount(now)}/${this.backends.length}`,
@@ -234,7 +276,7 @@ export class BackendPool {
 
   /** State of every backend, for the admin plane and metrics. */
   snapshot(): PoolSnapshot {
-    const now = Date.now();
+    const now = this.#now();
     return {
       name: this.name,
       director: this.director.kind,
@@ -246,17 +288,19 @@ export class BackendPool {
       maxConcurrency: Number.isFinite(this.admission.limit) ? this.admission.limit : null,
       queueLength: this.admission.queued,
       shed: this.shed,
-      retryBudget: { spent: this.budget.spent(now), allowance: Math.floor(this.budget.allowance()), denied: this.budget.denied },
+      retryBudget: { spent: this.budget.spent(now), allowance: Math.floor(this.budget.allowance()), denied: this.budget.denied, free: this.budget.free },
       backends: this.backends.map((b) => this.#backendSnapshot(b, now)),
     };
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     this.stopProbes();
     await Promise.all(this.backends.map((b) => b.close()));
   }
 
   destroy(): void {
+    this.#closed = true;
     this.stopProbes();
     for (const b of this.backends) b.destroy();
   }
@@ -280,6 +324,9 @@ export class BackendPool {
       ejections: o.total,
       ejectedUntil: o.phase(now) === 'ejected' ? new Date(o.ejectedUntil).toISOString() : undefined,
       consecutiveFailures: o.consecutive,
+      failures: o.failures,
+      ...(o.kept > 0 ? { ejectionsRefused: o.kept, ejectionRefusedWhy: o.keptWhy } : {}),
+      ...(o.phase(now) === 'ejected' ? { ejectionCause: o.cause } : {}),
       share: h.ramp(now),
       ttfbP50: b.ttfbPercentile(50),
       ttfbP99: b.ttfbPercentile(99),
@@ -308,16 +355,60 @@ export class BackendPool {
     return panic;
   }
 
-  /** max_ejection_percent, with at least one ejection always allowed (Envoy does the same). */
-  #mayEject(now: number): boolean {
+  /**
+   * Whether passive health may take `b` out now, or why not. Never the last healthy capacity: some other
+   * backend must stay healthy (so a pool of one is never ejected — issue 9: a few failing URLs must not
+   * become an outage of every URL). Then max_ejection_percent (rounded down, at least one in a pool of
+   * two or more), which a refused connection (`decisive`) bypasses: a backend nothing listens on carries
+   * no load, so taking it out removes no capacity.
+   */
+  #mayEject(b: Backend, decisive: boolean, now: number): EjectRefusal | undefined {
+    let othersHealthy = 0;
     let ejected = 0;
-    for (const b of this.backends) if (b.health.outlier.phase(now) !== 'in') ejected++;
+    for (const x of this.backends) {
+      if (x === b) continue;
+      if (x.health.state(now) === 'healthy') othersHealthy++;
+      if (x.health.outlier.phase(now) !== 'in') ejected++;
+    }
+    if (othersHealthy === 0) return 'last-capacity';
+    if (decisive) return undefined;
     const cap = Math.max(1, Math.floor((this.settings.health.max_ejection_percent / 100) * this.backends.length));
-    return ejected < cap;
+    return ejected < cap ? undefined : 'max-ejection-percent';
+  }
+
+  /** A URL that always fails among good ones starts a new run of failures often: warn once per base_ejection. */
+  #mayAnnounceKept(b: Backend, now: number): boolean {
+    const last = this.#keptAnnounced.get(b);
+    if (last !== undefined && now - last < this.settings.health.base_ejection) return false;
+    this.#keptAnnounced.set(b, now);
+    return true;
+  }
+
+  /** Item 3 of issue 9: a backend out for refusing connections is tried with a bare connect until one opens. */
+  #scheduleTrial(b: Backend): void {
+    const every = this.settings.health.trial_connect_interval;
+    if (this.#closed || this.#trials.has(b) || !(every > 0)) return;
+    const t = setTimeout(() => void this.#trial(b), every);
+    t.unref();
+    this.#trials.set(b, t);
+  }
+
+  async #trial(b: Backend): Promise<void> {
+    const o = b.health.outlier;
+    const out = () => o.cause === 'refused' && o.phase(this.#now()) === 'ejected';
+    if (!out()) return void this.#trials.delete(b);
+    const ok = await this.#trialConnect(b);
+    this.#trials.delete(b);
+    if (this.#closed || !out()) return;
+    if (!ok) return this.#scheduleTrial(b);
+    const now = this.#now();
+    const before = b.health.state(now);
+    o.reopen(now);
+    this.#announce(b, before, now, 'trial connect succeeded; one trial request next');
   }
 
   #probeResult(b: Backend, r: ProbeResult): void {
-    const now = Date.now();
+    const now = this.#now();
     const before = b.health.state(now);
     b.health.probe(r);
     b.health.settle(before, now);

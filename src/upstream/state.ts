@@ -27,6 +27,13 @@ export type BackendSnapshot = {
   ejectedUntil?: string;
   /** Failed requests in a row (passive health). */
   consecutiveFailures?: number;
+  /** Every failure passive health counted since start (errors and `failure_statuses` answers). */
+  failures?: number;
+  /** Ejections passive health wanted and the pool refused, and the last reason (outlier.ts EjectRefusal). */
+  ejectionsRefused?: number;
+  ejectionRefusedWhy?: 'last-capacity' | 'max-ejection-percent';
+  /** While ejected: failures in a row, or a refused connection (back after a trial connect). */
+  ejectionCause?: 'failures' | 'refused';
   /** Slow start: share of its weight the backend gets now, 0.1..1. */
   share?: number;
   /** Recent time to first byte, ms. */
@@ -53,6 +60,7 @@ export type PoolSnapshot = {
   queueLength?: number;
   /** Requests shed because the pool queue was full. */
   shed?: number;
-  /** The retry budget over its window: retries made, retries allowed, retries refused since start. */
-  retryBudget?: { spent: number; allowance: number; denied: number };
+  /** The retry budget over its window: retries made, retries allowed, retries refused since start; and the
+   *  retries since start that added no origin load and were made outside the budget. */
+  retryBudget?: { spent: number; allowance: number; denied: number; free?: number };
 };

@@ -167,6 +167,7 @@ export class AccessLog {
       retry: ex.attempts.find((a) => a.retry)?.retry,
       stale_ms: ex.staleMs,
       client_gone: ex.clientGone || undefined,
+      client_timeout: ex.clientTimeout,
       trace: ex.traceparent,
       error: report,
     };

@@ -65,10 +65,78 @@ const LOG_WAIT_MS = 250;
 /** How often lines past LOG_WAIT_MS are looked for: one shared timer, not one per request. */
 const LOG_SWEEP_MS = 25;
 
+/**
+ * What the listener knows about one client connection: the responses it still owes, in order (Node writes
+ * pipelined responses in request order, RFC 9112 §9.3.2), whether it must close once they are out, and the
+ * write progress that `timeouts.client_send` watches.
+ */
+type Conn = {
+  readonly owed: Map<ServerResponse, Exchange>;
+  /** A later request on the connection could not be parsed: close once the owed responses are out. */
+  closeAfter: boolean;
+  /** Write progress at the last sweep (see sendStalled), and since when it has not moved. */
+  completed: number;
+  queued: number;
+  stalledSince: number | undefined;
+};
+
+/** How often connections are checked against timeouts.client_send: a tenth of it, within these bounds. */
+const SEND_SWEEP_MIN_MS = 50;
+const SEND_SWEEP_MAX_MS = 1000;
+
+/**
+ * Has the client accepted no byte since the last look? Node counts a write as done only when the kernel
+ * took all of it, so progress is either more writes done, or the same write with fewer bytes left in
+ * libuv's queue (`writeQueueSize`, updated as the kernel accepts part of a large write such as a cached
+ * object sent in one piece). Like nginx's send_timeout, this only runs while output is waiting.
+ */
+function sendStalled(socket: Socket, c: Conn, now: number): boolean {
+  const waiting = socket.writableLength;
+  if (waiting === 0) {
+    c.stalledSince = undefined;
+    return false;
+  }
+  const completed = socket.bytesWritten - waiting;
+  const queued = (socket as Socket & { _handle?: { writeQueueSize?: number } | null })._handle?.writeQueueSize ?? 0;
+  const moved = completed > c.completed || (completed === c.completed && queued < c.queued);
+  c.completed = completed;
+  c.queued = queued;
+  if (moved || c.stalledSince === undefined) {
+    c.stalledSince = now;
+    return false;
+  }
+  return true;
+}
+
 export function startListener(getContext: () => ProxyContext, listen: string, onDone?: OnRequestDone): Promise<Listener> {
   const cfg = getContext().config;
   let inflight = 0;
   let closing = false;
+  const conns = new Map<Socket, Conn>();
+  // timeouts.client_send (nginx's send_timeout): a client that accepts no byte of its response for that
+  // long is disconnected (issue 11: clients that never read held origin connections and, with
+  // max_connections, blocked every other miss). Its exchange is then "gone": forward() keeps the origin
+  // fetch only while the object is being stored or other requests wait for it.
+  const sendSweepMs = Math.min(SEND_SWEEP_MAX_MS, Math.max(SEND_SWEEP_MIN_MS, Math.floor(cfg.timeouts.client_send / 10)));
+  const sendSweep = setInterval(() => {
+    const limit = getContext().config.timeouts.client_send;
+    if (!(limit > 0)) return; // 0: no limit
+    const now = performance.now();
+    for (const [socket, c] of conns) {
+      if (!sendStalled(socket, c, now) || now - c.stalledSince! < limit) continue;
+      for (const ex of c.owed.values()) ex.clientTimeout = `timeouts.client_send=${limit}ms`;
+      socket.destroy();
+    }
+  }, sendSweepMs).unref();
+  /** Tracked from a connection's first request (whatever kind of socket carries it) until it closes. */
+  const connOf = (socket: Socket): Conn => {
+    let c = conns.get(socket);
+    if (!c) {
+      conns.set(socket, (c = { owed: new Map(), closeAfter: false, completed: 0, queued: 0, stalledSince: undefined }));
+      socket.once('close', () => conns.delete(socket));
+    }
+    return c;
+  };
   /** Responses not yet closed, to mark them `Connection: close` when the drain starts. */
   const live = new Set<ServerResponse>();
   /**
@@ -91,6 +159,8 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
     ex.traceparent = beginTrace(req.headers);
     inflight++;
     live.add(res);
+    const conn = connOf(req.socket);
+    conn.owed.set(res, ex);
     if (closing) res.shouldKeepAlive = false;
     // The access line is written once the response closed and the pipeline settled, so a failure that
     // comes after the client left (its upload broke off, say) is still in its report; a pipeline that
@@ -108,6 +178,8 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
     res.on('close', () => {
       inflight--;
       live.delete(res);
+      conn.owed.delete(res);
+      if (conn.closeAfter && conn.owed.size === 0) req.socket.end();
       closed = true;
       ex.markEnded();
       if (!res.writableFinished) ex.markGone();
@@ -161,6 +233,16 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable) return socket.destroy();
+    const conn = conns.get(socket);
+    if (conn && conn.owed.size > 0) {
+      // A pipelined request after one still being answered is malformed: its 400 would land inside the
+      // pending response (issue 11 found `HTTP/1.1 405` 1.8 MB into a 20 MiB body). Responses go out in
+      // request order (RFC 9112 §9.3.2), and one that cannot be parsed has no place in that order: finish
+      // the owed responses, then close (RFC 9112 §9.6). The parser keeps failing on later bytes; ignore them.
+      conn.closeAfter = true;
+      for (const res of conn.owed.keys()) if (!res.headersSent) res.shouldKeepAlive = false;
+      return;
+    }
     // Malformed requests get a 4xx, never a silent close (RFC 9112 §2.2, RFC 6585 §5 for 431). A method the
     // parser does not know is one Lacquer does not forward either: 405 with Allow, as receive() answers.
     const status =
@@ -202,6 +284,7 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
           server.closeAllConnections();
           await closed;
           clearInterval(sweep);
+          clearInterval(sendSweep);
           for (const line of late.keys()) line();
         },
       });

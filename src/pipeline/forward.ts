@@ -399,11 +399,14 @@ function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: 
     );
 
     const unsubscribe = client?.onGone(() => {
-      if (clientMode === 'stream' && paused) {
+      const wasPaused = clientMode === 'stream' && paused;
+      // 'none' before resuming: resume() can deliver buffered chunks at once, and onData must not write them
+      // to the gone client (whose refused write paused the fetch again for good, issue 11 item 6).
+      clientMode = 'none';
+      if (wasPaused) {
         paused = false;
         control?.resume();
       }
-      clientMode = 'none';
       // Keep fetching when the body is being stored or other requests wait for it.
       const needed = storeMode !== 'none' || (plan.flight !== undefined && plan.flight.waiters > 0) || (status === undefined && cacheable);
       if (!needed) {

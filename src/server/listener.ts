@@ -240,7 +240,9 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
       // request order (RFC 9112 §9.3.2), and one that cannot be parsed has no place in that order: finish
       // the owed responses, then close (RFC 9112 §9.6). The parser keeps failing on later bytes; ignore them.
       conn.closeAfter = true;
-      for (const res of conn.owed.keys()) if (!res.headersSent) res.shouldKeepAlive = false;
+      // The last of them may still say so; an earlier one must not (Node would close after it).
+      const last = [...conn.owed.keys()].at(-1)!;
+      if (!last.headersSent) last.shouldKeepAlive = false;
       return;
     }
     // Malformed requests get a 4xx, never a silent close (RFC 9112 §2.2, RFC 6585 §5 for 431). A method the

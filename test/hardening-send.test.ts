@@ -84,6 +84,16 @@ describe('a malformed pipelined request after a valid one (item 4, RFC 9112 §9.
     expect(rest.length).toBe(0);
   });
 
+  it("a broken chunk in the request's own body: 400 and close, not a hang and not a 503 blaming the origin", async () => {
+    h = await startHarness();
+    const c = await converse('POST /up HTTP/1.1\r\nHost: site.example\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\n0\r\n\r\n', 5000);
+    expect(c.closedByServer).toBe(true);
+    const { responses: rs } = responses(c.data);
+    expect(rs.map((r) => r.status)).toEqual([400]);
+    expect(rs[0]!.body.toString()).toMatch(/Malformed request body/);
+    expect(h.proxy.ctx.pool.backends[0]!.counters.failures).toBe(0);
+  });
+
   it('a bad request on a connection with nothing pending still gets its 400', async () => {
     h = await startHarness();
     const c = await converse('GET /ok HTTP/1.1\r\nHost: site.example\r\n\r\n', 1000);

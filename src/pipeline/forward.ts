@@ -180,6 +180,11 @@ function fail(ctx: ProxyContext, plan: ForwardPlan, err: ProxyError, responseSta
     client.served = 'refused';
     return deliverSimple(ctx, client, 413, 'Request body too large');
   }
+  if (client.bodyMalformed) {
+    // The client's own bytes failed (issue 11 fuzz): a 400 of ours, not a 503 blaming the origin.
+    client.served = 'refused';
+    return deliverSimple(ctx, client, 400, 'Malformed request body');
+  }
   if (usableOnError(plan.stale, now)) {
     client.proxyStatus = proxyStatusForError(ctx.name, err);
     return deliverStale(ctx, client, plan.stale, now, `stale-if-error; error=${err.type}`);

@@ -61,6 +61,8 @@ export class Exchange {
   bytesOut = 0;
   /** Set when the request body went over limits.request_body_size. */
   bodyTooLarge = false;
+  /** Set when the request body could not be parsed (a broken chunk) or ended early: answered 400. */
+  bodyMalformed = false;
   #goneListeners: (() => void)[] | undefined;
   #endedAt: number | undefined;
 

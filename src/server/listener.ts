@@ -46,12 +46,16 @@ class BodyLimit extends Transform {
   }
 }
 
-function requestBody(req: IncomingMessage, ex: Exchange, max: number): Readable | null {
+function requestBody(req: IncomingMessage, ex: Exchange, max: number): BodyLimit | null {
   const len = req.headers['content-length'];
   const chunked = req.headers['transfer-encoding'] !== undefined;
   if (!chunked && (len === undefined || len === '0')) return null;
-  if (!chunked) return req; // length already checked against the limit at receive
+  // A Content-Length was checked against the limit at receive; the body still goes through BodyLimit so
+  // that a body the parser rejects can be failed without destroying the connection (see clientError).
   const limited = new BodyLimit(max, ex);
+  // Its failure is reported to whoever reads it; with no reader (a request refused at receive) it must
+  // not become an uncaught exception.
+  limited.on('error', () => undefined);
   req.pipe(limited);
   req.on('error', (e) => limited.destroy(e));
   return limited;
@@ -71,7 +75,8 @@ const LOG_SWEEP_MS = 25;
  * write progress that `timeouts.client_send` watches.
  */
 type Conn = {
-  readonly owed: Map<ServerResponse, Exchange>;
+  /** Responses not yet closed, with their exchange and the request body stream the pipeline reads. */
+  readonly owed: Map<ServerResponse, { ex: Exchange; body: Readable | null }>;
   /** A later request on the connection could not be parsed: close once the owed responses are out. */
   closeAfter: boolean;
   /** Write progress at the last sweep (see sendStalled), and since when it has not moved. */
@@ -124,7 +129,7 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
     const now = performance.now();
     for (const [socket, c] of conns) {
       if (!sendStalled(socket, c, now) || now - c.stalledSince! < limit) continue;
-      for (const ex of c.owed.values()) ex.clientTimeout = `timeouts.client_send=${limit}ms`;
+      for (const { ex } of c.owed.values()) ex.clientTimeout = `timeouts.client_send=${limit}ms`;
       socket.destroy();
     }
   }, sendSweepMs).unref();
@@ -159,8 +164,8 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
     ex.traceparent = beginTrace(req.headers);
     inflight++;
     live.add(res);
-    const conn = connOf(req.socket);
-    conn.owed.set(res, ex);
+    const socket = req.socket; // req.socket is null once the response is detached from it
+    const conn = connOf(socket);
     if (closing) res.shouldKeepAlive = false;
     // The access line is written once the response closed and the pipeline settled, so a failure that
     // comes after the client left (its upload broke off, say) is still in its report; a pipeline that
@@ -179,7 +184,7 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
       inflight--;
       live.delete(res);
       conn.owed.delete(res);
-      if (conn.closeAfter && conn.owed.size === 0) req.socket.end();
+      if (conn.closeAfter && conn.owed.size === 0) socket.end();
       closed = true;
       ex.markEnded();
       if (!res.writableFinished) ex.markGone();
@@ -189,6 +194,7 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
     let body: Readable | null = null;
     if (req.method !== 'GET' && req.method !== 'HEAD') body = requestBody(req, ex, ctx.config.limits.request_body_size);
     else if (req.headers['content-length'] || req.headers['transfer-encoding']) body = requestBody(req, ex, ctx.config.limits.request_body_size);
+    conn.owed.set(res, { ex, body });
     const settle = () => {
       settled = true;
       if (closed) logLine();
@@ -241,8 +247,21 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
       // the owed responses, then close (RFC 9112 §9.6). The parser keeps failing on later bytes; ignore them.
       conn.closeAfter = true;
       // The last of them may still say so; an earlier one must not (Node would close after it).
-      const last = [...conn.owed.keys()].at(-1)!;
-      if (!last.headersSent) last.shouldKeepAlive = false;
+      const [res, last] = [...conn.owed].at(-1)!;
+      if (!res.headersSent) res.shouldKeepAlive = false;
+      if (!last.ex.req.complete && err.code === 'HPE_INVALID_EOF_STATE') {
+        // The input ended in the middle of that request's body: the client stopped sending, it left
+        // (logged 499, as nginx does). Nothing more of the body will come, so nothing can be answered.
+        socket.destroy();
+        return;
+      }
+      if (!last.ex.req.complete) {
+        // The bytes that failed are the last request's own body (a broken chunk): nothing more of it
+        // can be read. Fail the body the pipeline reads, so it answers 400
+        // (nginx: "client sent invalid chunked body") instead of waiting for the rest forever.
+        last.ex.bodyMalformed = true;
+        last.body?.destroy(Object.assign(new Error(`malformed request body: ${err.code ?? err.message}`), { code: 'LACQUER_BODY_MALFORMED' }));
+      }
       return;
     }
     // Malformed requests get a 4xx, never a silent close (RFC 9112 §2.2, RFC 6585 §5 for 431). A method the

@@ -92,8 +92,8 @@ const SEND_SWEEP_MAX_MS = 1000;
 /**
  * Has the client accepted no byte since the last look? Node counts a write as done only when the kernel
  * took all of it, so progress is either more writes done, or the same write with fewer bytes left in
- * libuv's queue (`writeQueueSize`, updated as the kernel accepts part of a large write such as a cached
- * object sent in one piece). Like nginx's send_timeout, this only runs while output is waiting.
+ * libuv's queue (`writeQueueSize`, updated as the kernel accepts part of a large write, on plain TCP).
+ * Like nginx's send_timeout, this only runs while output is waiting.
  */
 function sendStalled(socket: Socket, c: Conn, now: number): boolean {
   const waiting = socket.writableLength;
@@ -249,9 +249,10 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
       // The last of them may still say so; an earlier one must not (Node would close after it).
       const [res, last] = [...conn.owed].at(-1)!;
       if (!res.headersSent) res.shouldKeepAlive = false;
-      if (!last.ex.req.complete && err.code === 'HPE_INVALID_EOF_STATE') {
-        // The input ended in the middle of that request's body: the client stopped sending, it left
-        // (logged 499, as nginx does). Nothing more of the body will come, so nothing can be answered.
+      if (!last.ex.req.complete && (err.code === 'HPE_INVALID_EOF_STATE' || err.code === 'ERR_HTTP_REQUEST_TIMEOUT')) {
+        // The input ended in the middle of that request's body, or the body took longer than the request
+        // timeout: the client stopped sending, it left (logged 499; nginx too closes without an answer
+        // on client_body_timeout). Nothing more of the body will come, so nothing can be answered.
         socket.destroy();
         return;
       }

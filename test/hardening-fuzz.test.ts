@@ -117,6 +117,18 @@ function isComplete(input: Buffer): boolean {
   return /^[A-Z]+ \S+ HTTP\/1\.[01]\r\n[\s\S]*?\r\n\r\n/.test(text) && !/content-length|transfer-encoding/i.test(text);
 }
 
+/** The first response in `out` with its request id and Content-Length body (none for HEAD-like answers). */
+function firstAnswer(out: Buffer): { id: string; status: number; body: string } | undefined {
+  const text = out.toString('latin1');
+  const end = text.indexOf('\r\n\r\n');
+  if (!text.startsWith('HTTP/1.1 ') || end < 0) return undefined;
+  const head = text.slice(0, end);
+  const id = /\r\nx-request-id: *([^\r]+)/i.exec(head)?.[1];
+  const len = /\r\ncontent-length: *(\d+)/i.exec(head)?.[1];
+  if (!id || len === undefined) return undefined;
+  return { id, status: Number(head.split(' ')[1]), body: text.slice(end + 4, end + 4 + Number(len)) };
+}
+
 /** Status codes of the responses in `out`, or a reason why it is not a sequence of HTTP/1.1 responses. */
 function statusesOf(out: Buffer): number[] | string {
   const text = out.toString('latin1');
@@ -140,8 +152,11 @@ describe('request parser fuzz (issue 11 item 21)', () => {
       if (hosts !== 1) originProblems.push(`${hosts} Host fields for ${req.method} ${req.url}`);
       req.resume();
       req.on('end', () => {
-        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '3', 'cache-control': 'no-store' });
-        res.end('ok\n');
+        // GET answers are cacheable and say which request made them, so a hit can be checked against
+        // the request it answers: the cache-key integrity of item 1, under fuzz.
+        const body = `${req.method === 'GET' ? 'made-for' : 'pass'} ${String(req.headers.host)} ${req.url}`;
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(body)), 'cache-control': req.method === 'GET' ? 'max-age=60' : 'no-store' });
+        res.end(body);
       });
     });
     // Anything the origin cannot parse was forwarded by Lacquer: that is how smuggling starts.
@@ -167,6 +182,7 @@ describe('request parser fuzz (issue 11 item 21)', () => {
     const rand = seededRandom(SEED);
     const inputs = Array.from({ length: CASES }, () => makeCase(rand));
     const failures: string[] = [];
+    const answered: { where: string; id: string; status: number; body: string }[] = [];
     const tally = new Map<string, number>();
     let next = 0;
     const worker = async () => {
@@ -189,15 +205,29 @@ describe('request parser fuzz (issue 11 item 21)', () => {
         }
         if (st.length === 0) tally.set('silent', (tally.get('silent') ?? 0) + 1);
         if (st.length === 0 && complete) failures.push(`${where}: a complete request got no answer`);
+        const first = firstAnswer(o.output);
+        if (first) answered.push({ where, ...first });
       }
     };
     await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+    // Every 200 to a GET, fresh from the origin or a hit, was made for that request's host and target.
+    await new Promise((r) => setTimeout(r, 300)); // access lines are written when responses close
+    const lines = new Map(h.log.access().map((l) => [l.id, l]));
+    let checked = 0;
+    for (const a of answered) {
+      const l = lines.get(a.id);
+      if (!l || l.method !== 'GET' || a.status !== 200) continue;
+      checked++;
+      const want = `made-for ${String(l.host).toLowerCase()} ${String(l.url)}`;
+      if (a.body.replace(/^(made-for \S+)/, (m) => m.toLowerCase()) !== want) failures.push(`${a.where}: served ${JSON.stringify(a.body)} for ${JSON.stringify(want)} (${String(l.cache)})`);
+    }
+    expect(checked).toBeGreaterThan(CASES / 25);
     expect(failures.slice(0, 10)).toEqual([]);
     expect(originProblems.slice(0, 10)).toEqual([]);
     // Only ids Lacquer made (a client may send its own X-Request-Id, and mutations can repeat one).
     const twice = [...byId].filter(([id, n]) => n > 1 && /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(id));
     expect(twice).toEqual([]);
-    expect(byId.size).toBeGreaterThan(CASES / 10);
+    expect(byId.size).toBeGreaterThan(CASES / 25);
     // the mix really exercised both sides: refusals and proxied answers
     expect(tally.get('4xx') ?? 0).toBeGreaterThan(CASES / 10);
     expect(tally.get('2xx') ?? 0).toBeGreaterThan(CASES / 10);

@@ -84,6 +84,16 @@ describe('a malformed pipelined request after a valid one (item 4, RFC 9112 §9.
     expect(rest.length).toBe(0);
   });
 
+  it('a CONNECT pipelined behind a pending request: the pending response completes, then the connection closes (no crash)', async () => {
+    h = await startHarness({ origins: [{ behaviours: { '*': { kind: 'normal', bodySize: 1024, cacheControl: 'no-store', delayMs: 100 } } }] });
+    const c = await converse('GET /first HTTP/1.1\r\nHost: site.example\r\n\r\nCONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n', 5000);
+    expect(c.closedByServer).toBe(true);
+    const { responses: rs, rest } = responses(c.data);
+    expect(rs.map((r) => r.status)).toEqual([200]);
+    expect(rest.length).toBe(0);
+    expect((await h.get('/alive')).status).toBe(200);
+  });
+
   it("a broken chunk in the request's own body: 400 and close, not a hang and not a 503 blaming the origin", async () => {
     h = await startHarness();
     const c = await converse('POST /up HTTP/1.1\r\nHost: site.example\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\n0\r\n\r\n', 5000);

@@ -133,6 +133,14 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
       socket.destroy();
     }
   }, sendSweepMs).unref();
+  /** Marks the connection to close once the responses it owes are out; returns the last of them. */
+  const closeAfterOwed = (conn: Conn): { ex: Exchange; body: Readable | null } => {
+    conn.closeAfter = true;
+    // The last of them may still say so; an earlier one must not (Node would close after it).
+    const [res, last] = [...conn.owed].at(-1)!;
+    if (!res.headersSent) res.shouldKeepAlive = false;
+    return last;
+  };
   /** Tracked from a connection's first request (whatever kind of socket carries it) until it closes. */
   const connOf = (socket: Socket): Conn => {
     let c = conns.get(socket);
@@ -230,6 +238,14 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
   // no tunnels: the request takes the normal path, so receive() answers 405 with Allow and it is logged.
   server.on('connect', (req: IncomingMessage, socket: Socket) => {
     socket.on('error', () => undefined);
+    const conn = conns.get(socket);
+    if (conn && conn.owed.size > 0) {
+      // A CONNECT pipelined behind a request still being answered: the socket belongs to that response
+      // (assigning it again threw, uncaught: the fuzz test's find). No tunnel would be opened anyway;
+      // like any request that cannot take its turn, it gets no answer and the connection closes after.
+      closeAfterOwed(conn);
+      return;
+    }
     const res = new ServerResponse(req);
     res.shouldKeepAlive = false;
     res.assignSocket(socket);
@@ -245,10 +261,7 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
       // pending response (issue 11 found `HTTP/1.1 405` 1.8 MB into a 20 MiB body). Responses go out in
       // request order (RFC 9112 §9.3.2), and one that cannot be parsed has no place in that order: finish
       // the owed responses, then close (RFC 9112 §9.6). The parser keeps failing on later bytes; ignore them.
-      conn.closeAfter = true;
-      // The last of them may still say so; an earlier one must not (Node would close after it).
-      const [res, last] = [...conn.owed].at(-1)!;
-      if (!res.headersSent) res.shouldKeepAlive = false;
+      const last = closeAfterOwed(conn);
       if (!last.ex.req.complete && (err.code === 'HPE_INVALID_EOF_STATE' || err.code === 'ERR_HTTP_REQUEST_TIMEOUT')) {
         // The input ended in the middle of that request's body, or the body took longer than the request
         // timeout: the client stopped sending, it left (logged 499; nginx too closes without an answer

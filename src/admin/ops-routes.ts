@@ -48,7 +48,11 @@ function keyOf(target: string): string | undefined {
     }
   }
   const slash = target.indexOf('/');
-  return slash > 0 ? primaryKey(target.slice(0, slash), target.slice(slash)) : undefined;
+  try {
+    return slash > 0 ? primaryKey(target.slice(0, slash), target.slice(slash)) : undefined;
+  } catch {
+    return undefined; // not a valid host: no request could have been stored under it
+  }
 }
 
 const MaintenanceBody = z.strictObject({

@@ -579,7 +579,14 @@ const Reload = z.strictObject({
 export const ConfigSchema = z.strictObject({
   listen: listenAddress('127.0.0.1:6081', 'Address of the client-facing HTTP listener.'),
   cache: Cache.prefault({}).meta({ description: 'The in-memory HTTP cache (RFC 9111 shared cache).' }),
-  timeouts: Timeouts.prefault({}).meta({ description: 'Defaults for every backend.' }),
+  timeouts: Timeouts.extend({
+    client_send: duration(
+      '60s',
+      "Longest time a client may accept no byte of its response (nginx's `send_timeout`); past it the client connection is closed, and the origin fetch goes on only if the object is being stored or other requests wait for it. `0` disables it.",
+    ),
+  })
+    .prefault({})
+    .meta({ description: 'Defaults for every backend, and `client_send` for the client side.' }),
   backends: z
     .array(Backend)
     .default([])

@@ -172,6 +172,7 @@ export class AccessLog {
       retry_refused: ex.retryRefused,
       stale_ms: ex.staleMs,
       client_gone: ex.clientGone || undefined,
+      client_timeout: ex.clientTimeout,
       trace: ex.traceparent,
       error: report,
     };

@@ -26,6 +26,30 @@ function commonHeaders(ctx: ProxyContext, ex: Exchange, list: string[]): string[
   return list;
 }
 
+/**
+ * Stored bodies larger than this are written in slices of this size with backpressure. One write of a large
+ * body shows no progress until all of it is sent (on TLS not even byte counts move), so a slow client that
+ * keeps reading would look stalled to timeouts.client_send; each finished slice is progress it can see.
+ */
+const SLICE_BYTES = 1 << 20;
+
+function endWithBody(res: Exchange['res'], body: Buffer): void {
+  if (body.length <= SLICE_BYTES) {
+    res.end(body);
+    return;
+  }
+  let off = 0;
+  const pump = (): void => {
+    while (!res.destroyed) {
+      const chunk = body.subarray(off, Math.min(off + SLICE_BYTES, body.length));
+      off += chunk.length;
+      if (off >= body.length) return void res.end(chunk);
+      if (!res.write(chunk)) return void res.once('drain', pump);
+    }
+  };
+  pump();
+}
+
 /** Answers from a stored object: full, 304, 412, 206 or 416, HEAD without a body. */
 export function deliverObject(ctx: ProxyContext, ex: Exchange, o: CachedObject, now: number): void {
   const { res } = ex;
@@ -60,7 +84,8 @@ export function deliverObject(ctx: ProxyContext, ex: Exchange, o: CachedObject, 
     list.push('content-range', `bytes ${range.start}-${range.end}/${o.body.length}`, 'content-length', String(range.end - range.start + 1));
     res.writeHead(206, commonHeaders(ctx, ex, list));
     if (ex.method !== 'HEAD') ex.bytesOut = range.end - range.start + 1;
-    res.end(ex.method === 'HEAD' ? undefined : o.body.subarray(range.start, range.end + 1));
+    if (ex.method === 'HEAD') res.end();
+    else endWithBody(res, o.body.subarray(range.start, range.end + 1));
     return;
   }
   if (range.kind === 'unsatisfiable') {
@@ -72,7 +97,8 @@ export function deliverObject(ctx: ProxyContext, ex: Exchange, o: CachedObject, 
   if (o.etag !== undefined && o.status === 200) list.push('accept-ranges', 'bytes');
   res.writeHead(o.status, o.statusMessage, commonHeaders(ctx, ex, list));
   if (ex.method !== 'HEAD') ex.bytesOut = o.body.length;
-  res.end(ex.method === 'HEAD' ? undefined : o.body);
+  if (ex.method === 'HEAD') res.end();
+  else endWithBody(res, o.body);
 }
 
 /** Sends the head of a streamed origin response; the body follows through res.write. */

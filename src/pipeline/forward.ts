@@ -200,6 +200,11 @@ function fail(ctx: ProxyContext, plan: ForwardPlan, err: ProxyError, responseSta
     client.served = 'refused';
     return deliverSimple(ctx, client, 413, 'Request body too large');
   }
+  if (client.bodyMalformed) {
+    // The client's own bytes failed (issue 11 fuzz): a 400 of ours, not a 503 blaming the origin.
+    client.served = 'refused';
+    return deliverSimple(ctx, client, 400, 'Malformed request body');
+  }
   if (usableOnError(plan.stale, now)) {
     client.proxyStatus = proxyStatusForError(ctx.name, err);
     return deliverStale(ctx, client, plan.stale, now, `stale-if-error; error=${err.type}`);
@@ -425,11 +430,14 @@ function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: 
     );
 
     const unsubscribe = client?.onGone(() => {
-      if (clientMode === 'stream' && paused) {
+      const wasPaused = clientMode === 'stream' && paused;
+      // 'none' before resuming: resume() can deliver buffered chunks at once, and onData must not write them
+      // to the gone client (whose refused write paused the fetch again for good, issue 11 item 6).
+      clientMode = 'none';
+      if (wasPaused) {
         paused = false;
         control?.resume();
       }
-      clientMode = 'none';
       // Keep fetching when the body is being stored or other requests wait for it.
       const needed = storeMode !== 'none' || (plan.flight !== undefined && plan.flight.waiters > 0) || (status === undefined && cacheable);
       if (!needed) {

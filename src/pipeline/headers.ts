@@ -13,11 +13,39 @@ const CONDITIONAL = new Set(['if-none-match', 'if-modified-since', 'if-match', '
 const OWN_REQUEST = new Set(['x-request-id', 'expect', 'via', 'traceparent', 'tracestate']);
 const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
 
-function connectionTokens(v: string | string[] | undefined): Set<string> | undefined {
+/**
+ * Request fields a `Connection` token never removes (issue 11): Host keys the cache and the route, so an
+ * origin that saw none (`Connection: host`) could store its default-vhost answer under the client's Host;
+ * Content-Length and Transfer-Encoding frame the body (removing one desynchronises proxy and origin);
+ * Authorization and Cookie decide whether an answer may be shared (RFC 9111 §3.5, `cache.cookie_requests`),
+ * so the origin must see what the cache judged. nginx ignores Connection tokens on requests altogether.
+ */
+const NEVER_CONNECTION_NAMED: ReadonlySet<string> = new Set(['host', 'content-length', 'transfer-encoding', 'authorization', 'cookie', 'connection']);
+
+function connectionTokens(v: string | string[] | undefined, keep?: ReadonlySet<string>): Set<string> | undefined {
   if (v === undefined) return undefined;
   const s = Array.isArray(v) ? v.join(',') : v;
   if (!s) return undefined;
-  return new Set(s.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean));
+  const out = new Set<string>();
+  for (const t of s.split(',')) {
+    const name = t.trim().toLowerCase();
+    if (name && !keep?.has(name)) out.add(name);
+  }
+  return out.size ? out : undefined;
+}
+
+/**
+ * Applies the client's `Connection` tokens at receive: the fields it names (RFC 9110 §7.6.1) are removed
+ * from the request itself, so the cache key, Vary matching, routing and storability all judge the request
+ * the origin receives; removing them only on the way out let one request be stored under fields the origin
+ * never saw. The fields in NEVER_CONNECTION_NAMED stay.
+ */
+export function applyConnection(req: IncomingMessage): void {
+  const named = connectionTokens(req.headers.connection, NEVER_CONNECTION_NAMED);
+  if (!named) return;
+  const raw = req.rawHeaders;
+  for (let i = raw.length - 2; i >= 0; i -= 2) if (named.has(raw[i]!.toLowerCase())) raw.splice(i, 2);
+  for (const name of named) delete req.headers[name];
 }
 
 export type OriginRequestOptions = {
@@ -36,7 +64,7 @@ export type OriginRequestOptions = {
 /** Builds the flat header list sent to the origin from the client request. */
 export function originRequestHeaders(req: IncomingMessage, o: OriginRequestOptions): string[] {
   const raw = req.rawHeaders;
-  const named = connectionTokens(req.headers.connection);
+  const named = connectionTokens(req.headers.connection, NEVER_CONNECTION_NAMED);
   const out: string[] = [];
   let xff: string | undefined;
   let via: string | undefined;

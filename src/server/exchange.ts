@@ -53,6 +53,8 @@ export class Exchange {
   proxyStatus: string | undefined;
   /** Set when the client connection closed before the response finished. */
   clientGone = false;
+  /** The limit that made Lacquer disconnect a client that stopped reading, e.g. `timeouts.client_send=60000ms`. */
+  clientTimeout: string | undefined;
   traceparent: string | undefined;
   /** Headers of the origin response that was passed through (for §4.4 invalidation). */
   originHeaders: Record<string, string | string[] | undefined> | undefined;
@@ -61,6 +63,8 @@ export class Exchange {
   bytesOut = 0;
   /** Set when the request body went over limits.request_body_size. */
   bodyTooLarge = false;
+  /** Set when the request body could not be parsed (a broken chunk) or ended early: answered 400. */
+  bodyMalformed = false;
   #goneListeners: (() => void)[] | undefined;
   #endedAt: number | undefined;
 

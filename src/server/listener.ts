@@ -46,12 +46,16 @@ class BodyLimit extends Transform {
   }
 }
 
-function requestBody(req: IncomingMessage, ex: Exchange, max: number): Readable | null {
+function requestBody(req: IncomingMessage, ex: Exchange, max: number): BodyLimit | null {
   const len = req.headers['content-length'];
   const chunked = req.headers['transfer-encoding'] !== undefined;
   if (!chunked && (len === undefined || len === '0')) return null;
-  if (!chunked) return req; // length already checked against the limit at receive
+  // A Content-Length was checked against the limit at receive; the body still goes through BodyLimit so
+  // that a body the parser rejects can be failed without destroying the connection (see clientError).
   const limited = new BodyLimit(max, ex);
+  // Its failure is reported to whoever reads it; with no reader (a request refused at receive) it must
+  // not become an uncaught exception.
+  limited.on('error', () => undefined);
   req.pipe(limited);
   req.on('error', (e) => limited.destroy(e));
   return limited;
@@ -65,10 +69,87 @@ const LOG_WAIT_MS = 250;
 /** How often lines past LOG_WAIT_MS are looked for: one shared timer, not one per request. */
 const LOG_SWEEP_MS = 25;
 
+/**
+ * What the listener knows about one client connection: the responses it still owes, in order (Node writes
+ * pipelined responses in request order, RFC 9112 §9.3.2), whether it must close once they are out, and the
+ * write progress that `timeouts.client_send` watches.
+ */
+type Conn = {
+  /** Responses not yet closed, with their exchange and the request body stream the pipeline reads. */
+  readonly owed: Map<ServerResponse, { ex: Exchange; body: Readable | null }>;
+  /** A later request on the connection could not be parsed: close once the owed responses are out. */
+  closeAfter: boolean;
+  /** Write progress at the last sweep (see sendStalled), and since when it has not moved. */
+  completed: number;
+  queued: number;
+  stalledSince: number | undefined;
+};
+
+/** How often connections are checked against timeouts.client_send: a tenth of it, within these bounds. */
+const SEND_SWEEP_MIN_MS = 50;
+const SEND_SWEEP_MAX_MS = 1000;
+
+/**
+ * Has the client accepted no byte since the last look? Node counts a write as done only when the kernel
+ * took all of it, so progress is either more writes done, or the same write with fewer bytes left in
+ * libuv's queue (`writeQueueSize`, updated as the kernel accepts part of a large write, on plain TCP).
+ * Like nginx's send_timeout, this only runs while output is waiting.
+ */
+function sendStalled(socket: Socket, c: Conn, now: number): boolean {
+  const waiting = socket.writableLength;
+  if (waiting === 0) {
+    c.stalledSince = undefined;
+    return false;
+  }
+  const completed = socket.bytesWritten - waiting;
+  const queued = (socket as Socket & { _handle?: { writeQueueSize?: number } | null })._handle?.writeQueueSize ?? 0;
+  const moved = completed > c.completed || (completed === c.completed && queued < c.queued);
+  c.completed = completed;
+  c.queued = queued;
+  if (moved || c.stalledSince === undefined) {
+    c.stalledSince = now;
+    return false;
+  }
+  return true;
+}
+
 export function startListener(getContext: () => ProxyContext, listen: string, onDone?: OnRequestDone): Promise<Listener> {
   const cfg = getContext().config;
   let inflight = 0;
   let closing = false;
+  const conns = new Map<Socket, Conn>();
+  // timeouts.client_send (nginx's send_timeout): a client that accepts no byte of its response for that
+  // long is disconnected (issue 11: clients that never read held origin connections and, with
+  // max_connections, blocked every other miss). Its exchange is then "gone": forward() keeps the origin
+  // fetch only while the object is being stored or other requests wait for it.
+  const sendSweepMs = Math.min(SEND_SWEEP_MAX_MS, Math.max(SEND_SWEEP_MIN_MS, Math.floor(cfg.timeouts.client_send / 10)));
+  const sendSweep = setInterval(() => {
+    const limit = getContext().config.timeouts.client_send;
+    if (!(limit > 0)) return; // 0: no limit
+    const now = performance.now();
+    for (const [socket, c] of conns) {
+      if (!sendStalled(socket, c, now) || now - c.stalledSince! < limit) continue;
+      for (const { ex } of c.owed.values()) ex.clientTimeout = `timeouts.client_send=${limit}ms`;
+      socket.destroy();
+    }
+  }, sendSweepMs).unref();
+  /** Marks the connection to close once the responses it owes are out; returns the last of them. */
+  const closeAfterOwed = (conn: Conn): { ex: Exchange; body: Readable | null } => {
+    conn.closeAfter = true;
+    // The last of them may still say so; an earlier one must not (Node would close after it).
+    const [res, last] = [...conn.owed].at(-1)!;
+    if (!res.headersSent) res.shouldKeepAlive = false;
+    return last;
+  };
+  /** Tracked from a connection's first request (whatever kind of socket carries it) until it closes. */
+  const connOf = (socket: Socket): Conn => {
+    let c = conns.get(socket);
+    if (!c) {
+      conns.set(socket, (c = { owed: new Map(), closeAfter: false, completed: 0, queued: 0, stalledSince: undefined }));
+      socket.once('close', () => conns.delete(socket));
+    }
+    return c;
+  };
   /** Responses not yet closed, to mark them `Connection: close` when the drain starts. */
   const live = new Set<ServerResponse>();
   /**
@@ -91,6 +172,8 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
     ex.traceparent = beginTrace(req.headers);
     inflight++;
     live.add(res);
+    const socket = req.socket; // req.socket is null once the response is detached from it
+    const conn = connOf(socket);
     if (closing) res.shouldKeepAlive = false;
     // The access line is written once the response closed and the pipeline settled, so a failure that
     // comes after the client left (its upload broke off, say) is still in its report; a pipeline that
@@ -108,6 +191,8 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
     res.on('close', () => {
       inflight--;
       live.delete(res);
+      conn.owed.delete(res);
+      if (conn.closeAfter && conn.owed.size === 0) socket.end();
       closed = true;
       ex.markEnded();
       if (!res.writableFinished) ex.markGone();
@@ -117,6 +202,7 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
     let body: Readable | null = null;
     if (req.method !== 'GET' && req.method !== 'HEAD') body = requestBody(req, ex, ctx.config.limits.request_body_size);
     else if (req.headers['content-length'] || req.headers['transfer-encoding']) body = requestBody(req, ex, ctx.config.limits.request_body_size);
+    conn.owed.set(res, { ex, body });
     const settle = () => {
       settled = true;
       if (closed) logLine();
@@ -152,6 +238,14 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
   // no tunnels: the request takes the normal path, so receive() answers 405 with Allow and it is logged.
   server.on('connect', (req: IncomingMessage, socket: Socket) => {
     socket.on('error', () => undefined);
+    const conn = conns.get(socket);
+    if (conn && conn.owed.size > 0) {
+      // A CONNECT pipelined behind a request still being answered: the socket belongs to that response
+      // (assigning it again threw, uncaught: the fuzz test's find). No tunnel would be opened anyway;
+      // like any request that cannot take its turn, it gets no answer and the connection closes after.
+      closeAfterOwed(conn);
+      return;
+    }
     const res = new ServerResponse(req);
     res.shouldKeepAlive = false;
     res.assignSocket(socket);
@@ -161,6 +255,29 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable) return socket.destroy();
+    const conn = conns.get(socket);
+    if (conn && conn.owed.size > 0) {
+      // A pipelined request after one still being answered is malformed: its 400 would land inside the
+      // pending response (issue 11 found `HTTP/1.1 405` 1.8 MB into a 20 MiB body). Responses go out in
+      // request order (RFC 9112 §9.3.2), and one that cannot be parsed has no place in that order: finish
+      // the owed responses, then close (RFC 9112 §9.6). The parser keeps failing on later bytes; ignore them.
+      const last = closeAfterOwed(conn);
+      if (!last.ex.req.complete && (err.code === 'HPE_INVALID_EOF_STATE' || err.code === 'ERR_HTTP_REQUEST_TIMEOUT')) {
+        // The input ended in the middle of that request's body, or the body took longer than the request
+        // timeout: the client stopped sending, it left (logged 499; nginx too closes without an answer
+        // on client_body_timeout). Nothing more of the body will come, so nothing can be answered.
+        socket.destroy();
+        return;
+      }
+      if (!last.ex.req.complete) {
+        // The bytes that failed are the last request's own body (a broken chunk): nothing more of it
+        // can be read. Fail the body the pipeline reads, so it answers 400
+        // (nginx: "client sent invalid chunked body") instead of waiting for the rest forever.
+        last.ex.bodyMalformed = true;
+        last.body?.destroy(Object.assign(new Error(`malformed request body: ${err.code ?? err.message}`), { code: 'LACQUER_BODY_MALFORMED' }));
+      }
+      return;
+    }
     // Malformed requests get a 4xx, never a silent close (RFC 9112 §2.2, RFC 6585 §5 for 431). A method the
     // parser does not know is one Lacquer does not forward either: 405 with Allow, as receive() answers.
     const status =
@@ -202,6 +319,7 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
           server.closeAllConnections();
           await closed;
           clearInterval(sweep);
+          clearInterval(sendSweep);
           for (const line of late.keys()) line();
         },
       });

@@ -30,7 +30,12 @@ export type CachedObject = {
   storedAt: number;
   /** Surrogate keys from the origin's Surrogate-Key / Cache-Tag headers, for purge by tag. */
   tags: readonly string[];
+  /** Compressed forms of `body` made by Lacquer (pipeline/compress.ts), charged to `size`. */
+  encoded?: EncodedForms;
 };
+
+/** Coding → compressed body, or null when that coding does not make this body smaller. */
+export type EncodedForms = { readonly forms: Map<string, Buffer | null>; bytes: number; toJSON(): undefined };
 
 /** Where an object stands at a moment; a closed union (STYLE habit 3). */
 export type ObjectState =

@@ -1,9 +1,12 @@
 // `lacquer check --config FILE`: validate only. Exit 0 and `ok`, or exit 1 with every problem.
 import { ConfigError, formatProblem, loadConfigFile } from '../config/load.ts';
+import { certificateWarnings } from '../server/tls.ts';
 
 export function checkCommand(file: string): number {
   try {
-    loadConfigFile(file);
+    const config = loadConfigFile(file);
+    // Certificate files were checked by the schema (exist, parse, key matches); expiry is only a warning.
+    for (const w of certificateWarnings(config.listen)) process.stderr.write(`warning: ${w}\n`);
     process.stdout.write('ok\n');
     return 0;
   } catch (err) {

@@ -366,10 +366,10 @@ function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: 
             }
           }
           if (clientMode === 'stream') client!.bytesOut += chunk.length;
-          if (clientMode === 'stream' && !client!.res.write(chunk) && !paused) {
+          if (clientMode === 'stream' && !client!.sink.write(chunk) && !paused) {
             paused = true;
             control?.pause();
-            client!.res.once('drain', () => {
+            client!.sink.once('drain', () => {
               paused = false;
               control?.resume();
             });
@@ -381,7 +381,7 @@ function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: 
             const stored = storeMode === 'store' && ctx.store.put(object, Date.now());
             plan.flight?.settle({ kind: 'object', object, stored });
           }
-          if (clientMode === 'stream') client!.res.end();
+          if (clientMode === 'stream') client!.sink.end();
           finish({ kind: 'done' });
         },
         onError(err) {

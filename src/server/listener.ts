@@ -1,5 +1,6 @@
-// The client-facing HTTP/1.1 listener: limits, request bodies, the access log line, graceful shutdown.
-import { createServer, ServerResponse, type IncomingMessage, type Server } from 'node:http';
+// The client-facing listener: limits, request bodies, the access log line, graceful shutdown. Which
+// servers sit behind the address (TLS, HTTP/2, PROXY protocol) is wired in edge.ts.
+import { ServerResponse, type IncomingMessage, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { ProxyContext } from '../pipeline/context.ts';
@@ -8,12 +9,20 @@ import { ALLOW } from '../pipeline/receive.ts';
 import { handle } from '../pipeline/steps.ts';
 import { Exchange } from './exchange.ts';
 import { beginTrace } from '../observe/trace.ts';
+import type { ListenerConfig } from '../config/schema.ts';
+import { Edge } from './edge.ts';
+import { arrive } from '../pipeline/compress.ts';
 
 export type Listener = {
+  /** The HTTP/1.1 server (every HTTP/1.x connection of this listener). */
   server: Server;
   /** The bound address, e.g. `127.0.0.1:6081`. */
   address: string;
   port: number;
+  /** `http://…` or `https://…` */
+  url: string;
+  /** Re-reads this listener's certificates (reload); throws if one is bad, keeping the current ones. */
+  reload(l: ListenerConfig): void;
   /** Requests being handled now. */
   inflight(): number;
   /** Stops accepting, lets in-flight requests finish within `drainMs`, then closes every connection. */
@@ -65,7 +74,7 @@ const LOG_WAIT_MS = 250;
 /** How often lines past LOG_WAIT_MS are looked for: one shared timer, not one per request. */
 const LOG_SWEEP_MS = 25;
 
-export function startListener(getContext: () => ProxyContext, listen: string, onDone?: OnRequestDone): Promise<Listener> {
+export function startListener(getContext: () => ProxyContext, spec: ListenerConfig, onDone?: OnRequestDone): Promise<Listener> {
   const cfg = getContext().config;
   let inflight = 0;
   let closing = false;
@@ -89,6 +98,7 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
     const ctx = getContext();
     const ex = new Exchange(req, res);
     ex.traceparent = beginTrace(req.headers);
+    arrive(ctx, ex);
     inflight++;
     live.add(res);
     if (closing) res.shouldKeepAlive = false;
@@ -139,15 +149,19 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
       }
     });
   };
-  const server = createServer(
-    {
+  const edge = new Edge({
+    listener: spec,
+    http1: {
       maxHeaderSize: cfg.limits.request_header_size,
       keepAliveTimeout: 5000,
       requestTimeout: 300_000,
       headersTimeout: 60_000,
     },
+    headerLimit: cfg.limits.request_header_size,
     onRequest,
-  );
+    onRefused: (why, socket) => getContext().log.logger.warn({ listener: spec.address, peer: socket.remoteAddress }, `connection refused: ${why}`),
+  });
+  const server = edge.h1;
   // Node hands CONNECT to a 'connect' listener (and closes the socket silently without one). Lacquer opens
   // no tunnels: the request takes the normal path, so receive() answers 405 with Allow and it is logged.
   server.on('connect', (req: IncomingMessage, socket: Socket) => {
@@ -175,36 +189,35 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
       `HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\ncache-status: ${cacheStatus}\r\n${allow}connection: close\r\n\r\n${body}`,
     );
   });
-  const { host, port } = splitHostPort(listen);
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      const addr = server.address();
-      const boundPort = typeof addr === 'object' && addr ? addr.port : port;
-      resolve({
-        server,
-        address: `${host.includes(':') ? `[${host}]` : host}:${boundPort}`,
-        port: boundPort,
-        inflight: () => inflight,
-        async close(drainMs: number) {
-          closing = true;
-          // Answers still to come say `Connection: close`, so keep-alive clients do not send another request
-          // on a connection that is about to be closed (RFC 9112 §9.6).
-          for (const res of live) if (!res.headersSent) res.shouldKeepAlive = false;
-          const closed = new Promise<void>((r) => server.close(() => r()));
-          server.closeIdleConnections();
-          const deadline = Date.now() + drainMs;
-          while (inflight > 0 && Date.now() < deadline) {
-            await new Promise((r) => setTimeout(r, 25));
-            server.closeIdleConnections();
-          }
-          server.closeAllConnections();
-          await closed;
-          clearInterval(sweep);
-          for (const line of late.keys()) line();
-        },
-      });
-    });
+  const { host, port } = splitHostPort(spec.address);
+  return edge.listen(port, host).then((boundPort) => {
+    const address = `${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
+    return {
+      server,
+      address,
+      port: boundPort,
+      url: `${spec.tls ? 'https' : 'http'}://${address}`,
+      inflight: () => inflight,
+      reload(l: ListenerConfig) {
+        if (edge.tls && l.tls) edge.tls.reload(l.tls);
+      },
+      async close(drainMs: number) {
+        closing = true;
+        // Answers still to come say `Connection: close`, so keep-alive clients do not send another request
+        // on a connection that is about to be closed (RFC 9112 §9.6).
+        for (const res of live) if (!res.headersSent) res.shouldKeepAlive = false;
+        const closed = edge.stopAccepting();
+        edge.closeIdle();
+        const deadline = Date.now() + drainMs;
+        while (inflight > 0 && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 25));
+          edge.closeIdle();
+        }
+        edge.closeAll();
+        await closed;
+        clearInterval(sweep);
+        for (const line of late.keys()) line();
+      },
+    };
   });
 }

@@ -2,7 +2,7 @@
 // HTTP/1.1 requests take. This file owns the limits that keep one client from exhausting the proxy and the
 // small adaptations the pipeline needs (a Host header from :authority, no pseudo-headers forwarded).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import http2, { type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
+import http2, { constants, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 
 /**
  * RFC 9113 §5.1.2 SETTINGS_MAX_CONCURRENT_STREAMS: Node advertises no limit by default; 128 is nginx's
@@ -12,10 +12,17 @@ export const MAX_CONCURRENT_STREAMS = 128;
 /**
  * CVE-2023-44487 ("rapid reset"): a client opens streams and cancels them at once, so the server keeps
  * starting work no client waits for. More than BURST resets, refilled at RATE per second, and the session
- * gets GOAWAY ENHANCE_YOUR_CALM and is closed (Node's token bucket, set here on purpose, not left to defaults).
+ * gets GOAWAY and is closed (nghttp2's token bucket, set here on purpose rather than left to defaults).
  */
 export const STREAM_RESET_BURST = 200;
 export const STREAM_RESET_RATE = 50;
+/**
+ * The same attack seen from the streams (Envoy's "premature reset" check): once a session has opened this
+ * many streams, and at least half of them were reset by the client before any response, it is closed with
+ * GOAWAY ENHANCE_YOUR_CALM. This catches what the frame-rate bucket misses when the client's stack paces
+ * its resets (over TLS, Node's own client keeps under it).
+ */
+export const PREMATURE_RESET_MIN_STREAMS = 100;
 /** A session with no frames for this long is closed with GOAWAY (nginx's keepalive for HTTP/2 is 75 s). */
 const SESSION_IDLE_MS = 120_000;
 
@@ -40,12 +47,28 @@ export class Http2Side {
       session.on('close', () => this.#sessions.delete(session));
       session.on('error', () => undefined); // protocol errors close the session; nothing to answer
       session.setTimeout(SESSION_IDLE_MS, () => session.close());
+      let streams = 0;
+      let premature = 0;
+      session.on('stream', (stream: ServerHttp2Stream) => {
+        stream.once('close', () => {
+          streams++;
+          if (stream.rstCode !== constants.NGHTTP2_NO_ERROR && !stream.headersSent) premature++;
+          if (streams >= PREMATURE_RESET_MIN_STREAMS && premature * 2 >= streams && !session.destroyed) {
+            session.destroy(new Error('HTTP/2 rapid reset: most streams cancelled before an answer'), constants.NGHTTP2_ENHANCE_YOUR_CALM);
+          }
+        });
+      });
     });
     this.server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
       adaptRequest(req);
-      // The compatibility API mirrors IncomingMessage/ServerResponse closely enough for the pipeline
-      // (headers, url, method, writeHead with a header list, write/drain/end, close): the types differ.
-      onRequest(req as unknown as IncomingMessage, res as unknown as ServerResponse);
+      // A stream cancelled in the same read as its HEADERS is closed by the time the I/O phase ends: it
+      // then starts no work (no origin fetch, no coalescing slot) — the amplification CVE-2023-44487 uses.
+      setImmediate(() => {
+        if (res.stream.destroyed) return;
+        // The compatibility API mirrors IncomingMessage/ServerResponse closely enough for the pipeline
+        // (headers, url, method, writeHead with a header list, write/drain/end, close): the types differ.
+        onRequest(req as unknown as IncomingMessage, res as unknown as ServerResponse);
+      });
     });
     this.server.on('sessionError', () => undefined);
   }

@@ -55,9 +55,14 @@ class BodyLimit extends Transform {
   }
 }
 
+function endedWithHeaders(req: IncomingMessage): boolean {
+  return (req as unknown as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders === true;
+}
+
 function requestBody(req: IncomingMessage, ex: Exchange, max: number): Readable | null {
   const len = req.headers['content-length'];
-  const chunked = req.headers['transfer-encoding'] !== undefined;
+  // HTTP/2 frames bodies itself (RFC 9113 §8.1): a body without content-length is one whose HEADERS did not end the stream.
+  const chunked = req.headers['transfer-encoding'] !== undefined || (req.httpVersionMajor === 2 && len === undefined && !endedWithHeaders(req));
   if (!chunked && (len === undefined || len === '0')) return null;
   if (!chunked) return req; // length already checked against the limit at receive
   const limited = new BodyLimit(max, ex);
@@ -126,7 +131,7 @@ export function startListener(getContext: () => ProxyContext, spec: ListenerConf
     });
     let body: Readable | null = null;
     if (req.method !== 'GET' && req.method !== 'HEAD') body = requestBody(req, ex, ctx.config.limits.request_body_size);
-    else if (req.headers['content-length'] || req.headers['transfer-encoding']) body = requestBody(req, ex, ctx.config.limits.request_body_size);
+    else if (req.headers['content-length'] || req.headers['transfer-encoding'] || (req.httpVersionMajor === 2 && !endedWithHeaders(req))) body = requestBody(req, ex, ctx.config.limits.request_body_size);
     const settle = () => {
       settled = true;
       if (closed) logLine();

@@ -79,12 +79,15 @@ export function parseAcceptEncoding(v: string | undefined): Map<string, number> 
   return out;
 }
 
+/** Weight of identity when the header does not name it: acceptable (§12.5.3), but below any coding listed. */
+const IMPLICIT_IDENTITY_Q = 0.001;
+
 function qOf(accept: Map<string, number>, coding: string): number {
   const q = accept.get(coding);
   if (q !== undefined) return q;
   const star = accept.get('*');
   // identity is acceptable unless excluded by `identity;q=0` or by `*;q=0` (§12.5.3).
-  if (coding === 'identity') return star === 0 ? 0 : 1;
+  if (coding === 'identity') return star === 0 ? 0 : IMPLICIT_IDENTITY_Q;
   return star ?? 0;
 }
 
@@ -310,10 +313,8 @@ function ensureEncoded(ctx: ProxyContext, o: CachedObject): EncodedForms | undef
       }
       for (const [k, v] of made) forms.forms.set(k, v);
       forms.bytes = bytes;
-      if (bytes > 0 && ctx.store.peek(o.key) === o) {
-        o.size += bytes;
-        ctx.store.put(o, Date.now()); // re-put: the store's byte count grows by the forms
-      }
+      // Stored again as a new entry (sharing body and forms): the store sizes an entry when it is set.
+      if (bytes > 0 && ctx.store.peek(o.key) === o) ctx.store.put({ ...o, size: o.size + bytes }, Date.now());
     },
     () => undefined,
   );

@@ -44,15 +44,19 @@ function origin(req: import('node:http').IncomingMessage, res: import('node:http
       // Streamed in pieces, without Content-Length, never stored.
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       let i = 0;
-      const step = () => {
-        if (i >= TEXT.length) return res.end();
+      const step = (): void => {
+        if (i >= TEXT.length) {
+          res.end();
+          return;
+        }
         res.write(TEXT.subarray(i, (i += 4096)));
         setTimeout(step, 5);
       };
       return step();
     }
     default:
-      res.writeHead(404).end();
+      res.writeHead(404);
+      res.end();
   }
 }
 

@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import http2, { constants } from 'node:http2';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_CONCURRENT_STREAMS, STREAM_RESET_BURST } from '../src/server/http2.ts';
+import { MAX_CONCURRENT_STREAMS } from '../src/server/http2.ts';
 import { makePki, startEdge, type Edge, type Pki } from './edge-helpers.ts';
 import { sleep } from './helpers.ts';
 

@@ -3,19 +3,15 @@
 import { execFile } from 'node:child_process';
 import http2, { constants } from 'node:http2';
 import { promisify } from 'node:util';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { MAX_CONCURRENT_STREAMS } from '../src/server/http2.ts';
-import { makePki, startEdge, type Edge, type Pki } from './edge-helpers.ts';
+import { filePki, startEdge, type Edge } from './edge-helpers.ts';
 import { sleep } from './helpers.ts';
 
 const run = promisify(execFile);
-let pki: Pki;
 let e: Edge | undefined;
 let client: http2.ClientHttp2Session | undefined;
-beforeAll(() => {
-  pki = makePki();
-});
-afterAll(() => pki.close());
+const pki = filePki();
 afterEach(async () => {
   client?.destroy();
   client = undefined;
@@ -71,7 +67,7 @@ function origin(req: import('node:http').IncomingMessage, res: import('node:http
  */
 async function rapidReset(port: number, streams: number): Promise<{ sent: number; goaway: number | undefined }> {
   const tls = await import('node:tls');
-  const socket = tls.connect({ host: '127.0.0.1', port, servername: 'a.test', ca: pki.caPem, ALPNProtocols: ['h2'] });
+  const socket = tls.connect({ host: '127.0.0.1', port, servername: 'a.test', ca: pki().caPem, ALPNProtocols: ['h2'] });
   await new Promise<void>((resolve, reject) => {
     socket.once('secureConnect', () => resolve());
     socket.once('error', reject);
@@ -118,11 +114,11 @@ async function rapidReset(port: number, streams: number): Promise<{ sent: number
   return { sent, goaway };
 }
 
-const tlsListener = () => [{ address: '127.0.0.1:0', tls: pki.issue(`h2-${Math.random().toString(36).slice(2)}`, ['a.test']) }];
+const tlsListener = () => [{ address: '127.0.0.1:0', tls: pki().issue(`h2-${Math.random().toString(36).slice(2)}`, ['a.test']) }];
 
 function connect(x: Edge): Promise<http2.ClientHttp2Session> {
   const p = x.proxy.listeners[0]!.port;
-  const c = http2.connect(`https://127.0.0.1:${p}`, { ca: pki.caPem, servername: 'a.test' });
+  const c = http2.connect(`https://127.0.0.1:${p}`, { ca: pki().caPem, servername: 'a.test' });
   c.on('error', () => undefined);
   return new Promise((resolve, reject) => {
     c.once('remoteSettings', () => resolve(c));

@@ -2,6 +2,7 @@
 // in a temp dir that `close()` removes. Leaf files hold the leaf and the intermediate (a real chain), so
 // a client that trusts only the root verifies them only if the chain is sent.
 import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -86,4 +87,14 @@ export async function startEdge(handler: (req: IncomingMessage, res: ServerRespo
       await new Promise<void>((r) => origin.close(() => r()));
     },
   };
+}
+
+/** A PKI for a whole test file: made before its first test, removed after its last. */
+export function filePki(): () => Pki {
+  let pki: Pki | undefined;
+  beforeAll(() => {
+    pki = makePki();
+  });
+  afterAll(() => pki?.close());
+  return () => pki!;
 }

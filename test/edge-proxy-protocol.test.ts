@@ -2,16 +2,12 @@
 // from the load balancer reaches the log and X-Forwarded-For; connections without a header are refused.
 import net from 'node:net';
 import tls from 'node:tls';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { parseProxyHeader } from '../src/server/proxy-protocol.ts';
-import { makePki, startEdge, type Edge, type Pki } from './edge-helpers.ts';
+import { filePki, startEdge, type Edge } from './edge-helpers.ts';
 
-let pki: Pki;
 let e: Edge | undefined;
-beforeAll(() => {
-  pki = makePki();
-});
-afterAll(() => pki.close());
+const pki = filePki();
 afterEach(async () => {
   await e?.close();
   e = undefined;
@@ -97,13 +93,13 @@ describe('PROXY protocol', () => {
   });
 
   it('PROXY header, then TLS and HTTP/2: the address survives the handshake', async () => {
-    e = await startEdge(origin, { listen: [{ address: '127.0.0.1:0', proxy_protocol: true, tls: pki.issue('pp', ['a.test']) }] });
+    e = await startEdge(origin, { listen: [{ address: '127.0.0.1:0', proxy_protocol: true, tls: pki().issue('pp', ['a.test']) }] });
     const p = e.proxy.listeners[0]!.port;
     const raw = net.connect(p, '127.0.0.1');
     await new Promise((r) => raw.once('connect', r));
     raw.write('PROXY TCP4 192.0.2.44 127.0.0.1 5555 443\r\n');
     const http2 = await import('node:http2');
-    const c = http2.connect(`https://a.test:${p}`, { createConnection: () => tls.connect({ socket: raw, servername: 'a.test', ca: pki.caPem, ALPNProtocols: ['h2'] }) });
+    const c = http2.connect(`https://a.test:${p}`, { createConnection: () => tls.connect({ socket: raw, servername: 'a.test', ca: pki().caPem, ALPNProtocols: ['h2'] }) });
     try {
       const body = await new Promise<string>((resolve, reject) => {
         const req = c.request({ ':path': '/who' });

@@ -60,6 +60,8 @@ export class Exchange {
   bytesOut = 0;
   /** The client's address (from a PROXY protocol header when the listener expects one). */
   readonly client: string | undefined;
+  /** `HTTP/1.1`, `HTTP/2.0`: how the client spoke (access log). */
+  readonly protocol: string;
   /** The client's own Accept-Encoding (the request's header is normalised for cache and origin: pipeline/compress.ts). */
   acceptEncoding: string | undefined;
   /** Where a streamed origin body is written: the response, or a compressor in front of it. */
@@ -80,6 +82,7 @@ export class Exchange {
     this.acceptEncoding = req.headers['accept-encoding'];
     // Read now: an HTTP/2 stream's socket is unreachable once its session is gone (the log is written later).
     this.client = req.socket?.remoteAddress;
+    this.protocol = `HTTP/${req.httpVersion}`;
     this.sink = res;
   }
 

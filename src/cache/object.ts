@@ -34,8 +34,19 @@ export type CachedObject = {
   encoded?: EncodedForms;
 };
 
-/** Coding → compressed body, or null when that coding does not make this body smaller. */
-export type EncodedForms = { readonly forms: Map<string, Buffer | null>; bytes: number; toJSON(): undefined };
+/**
+ * What compression makes of an object, decided once per configuration (pipeline/compress.ts): whether its
+ * body may be coded or decoded, and its coded forms (coding → body, or null when that coding does not make
+ * this body smaller).
+ */
+export type EncodedForms = {
+  readonly config: object;
+  readonly kind: 'compress' | 'decode' | 'none';
+  readonly forms: Map<string, Buffer | null>;
+  started: boolean;
+  bytes: number;
+  toJSON(): undefined;
+};
 
 /** Where an object stands at a moment; a closed union (STYLE habit 3). */
 export type ObjectState =

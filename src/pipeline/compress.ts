@@ -241,20 +241,19 @@ export type StoredCoding = { list: string[]; body: Buffer } | { list: string[]; 
 export function codeStored(ctx: ProxyContext, ex: Exchange, o: CachedObject, list: string[]): StoredCoding | undefined {
   const c = ctx.config.compression;
   if (!c.enabled) return undefined;
-  const s = shapeOfObject(o);
-  if (compressible(c, s)) {
+  const memo = verdictOf(c, o);
+  if (memo.kind === 'compress') {
     addVary(list);
     const coding = negotiate(ex.acceptEncoding, c.encodings);
     if (coding === 'identity') return undefined;
-    const forms = ensureEncoded(ctx, o);
-    const stored = forms?.forms.get(coding);
+    const stored = ensureEncoded(ctx, o, memo).get(coding);
     if (stored === null) return undefined; // not worth it for this body
     if (stored) return { list: recode(list, coding, stored.length, true), body: stored };
     return { list: recode(list, coding, undefined, true), coder: encoder(coding), input: o.body };
   }
-  if (decodable(c, s)) {
+  if (memo.kind === 'decode') {
     addVary(list);
-    const ce = s.contentEncoding!.toLowerCase().replace('x-gzip', 'gzip');
+    const ce = first(o.headers['content-encoding'])!.toLowerCase().replace('x-gzip', 'gzip');
     if (negotiate(ex.acceptEncoding, [ce]) === ce) return undefined;
     return { list: recode(list, 'identity', undefined, true), coder: decoder(ce), input: o.body };
   }
@@ -279,22 +278,36 @@ export function sendCoded(ex: Exchange, coded: StoredCoding): void {
 }
 
 class Forms implements EncodedForms {
+  readonly config: object;
+  readonly kind: EncodedForms['kind'];
   readonly forms = new Map<string, Buffer | null>();
+  started = false;
   bytes = 0;
+  constructor(config: object, kind: EncodedForms['kind']) {
+    this.config = config;
+    this.kind = kind;
+  }
   /** Not persisted with snapshots: remade on the first delivery after a restart. */
   toJSON(): undefined {
     return undefined;
   }
 }
 
+/** The object's verdict (compress, decode or leave alone), made on its first delivery under this configuration: hits do not re-parse its fields. */
+function verdictOf(c: CompressionConfig, o: CachedObject): EncodedForms {
+  if (o.encoded?.config === c) return o.encoded;
+  const s = shapeOfObject(o);
+  o.encoded = new Forms(c, compressible(c, s) ? 'compress' : decodable(c, s) ? 'decode' : 'none');
+  return o.encoded;
+}
+
 /**
  * The object's compressed forms: made once, in the background (zlib runs on the libuv pool), then kept
  * with it. Returns what exists now; the first callers get a streamed coding while the forms are made.
  */
-function ensureEncoded(ctx: ProxyContext, o: CachedObject): EncodedForms | undefined {
-  if (o.encoded) return o.encoded;
-  const forms = new Forms();
-  o.encoded = forms;
+function ensureEncoded(ctx: ProxyContext, o: CachedObject, forms: EncodedForms): Map<string, Buffer | null> {
+  if (forms.started) return forms.forms;
+  forms.started = true;
   const codings = ctx.config.compression.encodings;
   void Promise.all(codings.map((coding) => compressOnce(coding, o.body))).then(
     (outs) => {
@@ -318,7 +331,7 @@ function ensureEncoded(ctx: ProxyContext, o: CachedObject): EncodedForms | undef
     },
     () => undefined,
   );
-  return forms;
+  return forms.forms;
 }
 
 function compressOnce(coding: string, body: Buffer): Promise<Buffer> {

@@ -82,7 +82,7 @@ export class Exchange {
     this.acceptEncoding = req.headers['accept-encoding'];
     // Read now: an HTTP/2 stream's socket is unreachable once its session is gone (the log is written later).
     this.client = req.socket?.remoteAddress;
-    this.protocol = `HTTP/${req.httpVersion}`;
+    this.protocol = req.httpVersion === '1.1' ? 'HTTP/1.1' : `HTTP/${req.httpVersion}`;
     this.sink = res;
   }
 

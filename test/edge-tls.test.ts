@@ -138,8 +138,8 @@ describe('TLS listeners', () => {
     expect((await peerCert(port(e), 'a.test')).cert.fingerprint256).toBe(before);
   });
 
-  it('session resumption: a second connection resumes the first one’s TLS session', async () => {
-    e = await startEdge(page, { listen: [{ address: '127.0.0.1:0', tls: pki().issue('resume', ['a.test']) }] });
+  it('session resumption: a later connection resumes the first one’s TLS session, also after a certificate reload', async () => {
+    e = await startEdge(page, { listen: [{ address: '127.0.0.1:0', tls: pki().issue('resume', ['a.test']) }] }, { file: join(pki().dir, 'resume.json') });
     const p = port(e);
     const session = await new Promise<Buffer>((resolve, reject) => {
       const s = tls.connect({ host: '127.0.0.1', port: p, servername: 'a.test', ca: pki().caPem });
@@ -152,9 +152,15 @@ describe('TLS listeners', () => {
       s.once('secureConnect', () => s.write('GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n'));
       s.once('error', reject);
     });
-    const { socket } = await peerCert(p, 'a.test', { session });
-    expect(socket.isSessionReused()).toBe(true);
-    socket.destroy();
+    const resumed = async () => {
+      const { socket } = await peerCert(p, 'a.test', { session });
+      const r = socket.isSessionReused();
+      socket.destroy();
+      return r;
+    };
+    expect(await resumed()).toBe(true);
+    expect((await e.proxy.config.reload()).ok).toBe(true);
+    expect(await resumed()).toBe(true);
   });
 
   it('min_version TLSv1.3 refuses a client that speaks at most TLS 1.2; the default accepts it with an intermediate cipher', async () => {

@@ -2,7 +2,7 @@
 // the first as default, Mozilla "intermediate" settings, session resumption, and certificates swapped on
 // reload without touching the connections already open. The same file checks feed `lacquer check` and
 // `lacquer doctor`.
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import type { ListenerConfig } from '../config/schema.ts';
@@ -162,15 +162,19 @@ function build(t: ListenerTlsConfig): Ready {
 export class TlsTerminator {
   readonly server: tls.Server;
   #ready: Ready;
+  /**
+   * Session resumption (TLS 1.3 and 1.2 tickets) is keyed by these: made once per listener and given to
+   * every context, so tickets issued before a certificate reload still resume after it.
+   */
+  readonly #ticketKeys = randomBytes(48);
 
   constructor(t: ListenerTlsConfig, alpn: string[], onSecure: (socket: tls.TLSSocket) => void) {
     this.#ready = build(t);
     this.server = tls.createServer({
       ...this.#ready.defaultOptions,
+      ticketKeys: this.#ticketKeys,
       ALPNProtocols: alpn,
       handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
-      // Session resumption: TLS 1.3 tickets and TLS 1.2 tickets, keyed by this server's ticket keys, which
-      // survive reloads because the server object does (only the certificates change).
       SNICallback: (name, cb) => cb(null, this.#select(name)),
     });
     this.server.on('secureConnection', (s: tls.TLSSocket) => {
@@ -197,7 +201,7 @@ export class TlsTerminator {
   /** Re-reads the certificate files: new handshakes get them, open connections keep theirs. Throws if a file is bad. */
   reload(t: ListenerTlsConfig): void {
     const next = build(t);
-    this.server.setSecureContext({ ...next.defaultOptions });
+    this.server.setSecureContext({ ...next.defaultOptions, ticketKeys: this.#ticketKeys });
     this.#ready = next;
   }
 

@@ -9,6 +9,8 @@ const origin = await startOrigin({
     '/1k': { kind: 'normal', bodySize: 1024, cacheControl: 'max-age=3600' },
     '/100k': { kind: 'normal', bodySize: 102_400, cacheControl: 'max-age=3600' },
     '/pass': { kind: 'normal', bodySize: 1024, cacheControl: 'no-store' },
+    // bench --tls: a large pass, compressed per response (as nginx's gzip does every hit).
+    '/pass100k': { kind: 'normal', bodySize: 102_400, cacheControl: 'no-store' },
     '*': { kind: 'normal', bodySize: 102_400, cacheControl: 'max-age=3600' },
   },
 });

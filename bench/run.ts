@@ -11,6 +11,9 @@
 //   --compare   the speed comparison of issue 6: the same columns (ceiling, Lacquer, Varnish, nginx; 1 KiB and
 //               100 KiB hits, pass) without the fill phase. Every run prints the comparison table (req/s,
 //               p99 and CPU per request as ratios, Lacquer over each other server); --compare only skips the fill.
+//   --tls       instead of the columns: bench/tls.ts (TLS with HTTP/1.1 by wrk and HTTP/2 by h2load, 1 KiB and
+//               100 KiB hits, Lacquer against nginx with the same certificate when installed; the CPU cost of
+//               compression: stored forms against compressing each response). Takes --duration, --rounds, --quick.
 //   --failover  instead of the columns: bench/failover.ts (3 backends under steady load, one SIGKILLed;
 //               errors and p99 around the kill; director cost in CPU µs/request, req/s and choose() ns).
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -38,6 +41,7 @@ const { values: args } = parseArgs({
     'nginx-upstream-keepalive': { type: 'boolean', default: false },
     compare: { type: 'boolean', default: false },
     failover: { type: 'boolean', default: false },
+    tls: { type: 'boolean', default: false },
     connections: { type: 'string', default: '64' },
     threads: { type: 'string', default: '2' },
     generator: { type: 'string' },
@@ -54,6 +58,16 @@ if (args.help) {
   const text = readFileSync(new URL(import.meta.url), 'utf8').split('\n');
   console.log(text.slice(0, text.findIndex((l) => l.startsWith('import'))).join('\n'));
   process.exit(0);
+}
+
+if (args.tls) {
+  const pass = [...(args.quick ? ['--quick'] : []), ...(args.duration ? ['--seconds', args.duration] : []), ...(args.rounds ? ['--rounds', args.rounds] : [])];
+  const child = start('tls', process.execPath, [join(ROOT, 'bench/tls.ts'), ...pass], { cwd: ROOT, stdio: ['pipe', 'inherit', 'inherit'] });
+  const limit = setTimeout(() => void stop(child, 2000), 30 * 60_000);
+  process.once('exit', killAllNow);
+  const code = await child.exited;
+  clearTimeout(limit);
+  process.exit(code ?? 1);
 }
 
 if (args.failover) {

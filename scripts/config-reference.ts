@@ -36,6 +36,17 @@ function fmtDefault(s: JsonSchema): string {
   return `\`${String(s.default)}\``;
 }
 
+/** A union (e.g. `listen`: a string or objects): the object form whose keys are documented. */
+function objectBranch(s: JsonSchema, list = false): { schema: JsonSchema; list: boolean } | undefined {
+  if (s.properties) return { schema: s, list };
+  if (s.type === 'array' && s.items) return objectBranch(s.items, true);
+  for (const b of s.anyOf ?? []) {
+    const found = objectBranch(b, list);
+    if (found) return found;
+  }
+  return undefined;
+}
+
 function rows(s: JsonSchema, path: string, out: string[]): void {
   const props = s.properties ?? (s.type === 'array' ? s.items?.properties : undefined);
   if (!props) return;
@@ -43,7 +54,9 @@ function rows(s: JsonSchema, path: string, out: string[]): void {
     const p = s.type === 'array' ? `${path}[].${key}` : path ? `${path}.${key}` : key;
     const desc = (child.description ?? '').replace(/\|/g, '\\|').replace(/\n/g, ' ');
     out.push(`| \`${p}\` | ${typeOf(child)} | ${fmtDefault(child)} | ${desc} |`);
-    rows(child, p, out);
+    const branch = child.properties || child.items?.properties ? undefined : objectBranch(child);
+    if (branch) rows(branch.schema, branch.list ? `${p}[]` : p, out);
+    else rows(child, p, out);
   }
 }
 

@@ -9,16 +9,46 @@ import { createPlane, type Plane } from './admin/plane.ts';
 import { Snapshots } from './cache/snapshots.ts';
 import { ConfigManager } from './ops/reload.ts';
 import { BackendPool } from './upstream/pool.ts';
+import { certificateWarnings } from './server/tls.ts';
+import type { Logger } from 'pino';
+
+/** The listeners seen as one: the first one's address, requests in flight on all, closed together. */
+function listenerGroup(all: Listener[]): Listener {
+  const first = all[0]!;
+  return {
+    ...first,
+    inflight: () => all.reduce((n, l) => n + l.inflight(), 0),
+    close: async (drainMs) => {
+      await Promise.all(all.map((l) => l.close(drainMs)));
+    },
+  };
+}
+
+/** Reload: every TLS listener re-reads its certificate files; a bad file keeps that listener's current ones. */
+function reloadCertificates(listeners: Listener[], next: Config, logger: Logger): void {
+  listeners.forEach((l, i) => {
+    const spec = next.listen[i];
+    if (!spec) return;
+    try {
+      l.reload(spec);
+    } catch (err) {
+      logger.error({ type: 'tls', listener: l.address }, `certificates of ${l.address} not reloaded, the current ones are kept: ${(err as Error).message}`);
+    }
+  });
+}
 
 export type Proxy = {
   /** The live context; replaced atomically by a reload. */
   readonly ctx: ProxyContext;
   /** Reload and rollback (SIGHUP, POST /api/reload, POST /api/rollback). */
   config: ConfigManager;
+  /** The first client listener (its address, its in-flight count covers every listener). */
   listener: Listener;
+  /** Every client listener, in `listen` order. */
+  listeners: Listener[];
   /** Metrics, alerts and the admin listener (`plane.admin.url`). */
   plane: Plane;
-  /** `http://host:port` of the client listener. */
+  /** `http(s)://host:port` of the first client listener. */
   url: string;
   /** Graceful stop: stop accepting, drain within proxy.drain_timeout, close backends, flush the log. */
   stop(): Promise<void>;
@@ -27,7 +57,7 @@ export type Proxy = {
 export type StartOptions = {
   /** Override the access log destination (tests pass a stream). */
   logDestination?: string | Writable;
-  /** Override the listen address (tests pass 127.0.0.1:0). */
+  /** Override the address of the first listener (tests pass 127.0.0.1:0). */
   listen?: string;
   /** Override admin.listen. */
   adminListen?: string;
@@ -48,6 +78,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
       const old = ctx;
       const oldStop = stopPools;
       const fresh = createContext(next, log, old);
+      reloadCertificates(listeners, next, log.logger);
       stopPools = startPools(fresh.pools, log.logger);
       ctx = fresh; // atomic: the next request sees the new pools and routes
       oldStop();
@@ -59,7 +90,18 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   const snapshots = persist ? new Snapshots(ctx.store, persist.path, log.logger) : undefined;
   await snapshots?.load();
   const plane = createPlane(config, () => ctx, { config: manager });
-  const listener = await startListener(() => ctx, opts.listen ?? config.listen, plane.onRequest);
+  const specs = config.listen.map((l, i) => (i === 0 && opts.listen ? { ...l, address: opts.listen } : l));
+  const listeners: Listener[] = [];
+  try {
+    for (const spec of specs) listeners.push(await startListener(() => ctx, spec, plane.onRequest));
+  } catch (err) {
+    await Promise.all(listeners.map((l) => l.close(0)));
+    stopPools();
+    for (const p of ctx.pools.values()) p.destroy();
+    throw err;
+  }
+  for (const w of certificateWarnings(config.listen)) log.logger.warn({ type: 'tls' }, w);
+  const listener = listenerGroup(listeners);
   await plane.start(() => listener.inflight(), opts.adminListen).catch(async (err: unknown) => {
     await plane.stop();
     await listener.close(0);
@@ -76,8 +118,9 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     },
     config: manager,
     listener,
+    listeners,
     plane,
-    url: `http://${listener.address}`,
+    url: listener.url,
     stop() {
       stopping ??= (async () => {
         await listener.close(ctx.config.proxy.drain_timeout);

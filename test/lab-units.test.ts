@@ -134,7 +134,7 @@ describe('generated configs', () => {
     for (const v of ['tuned', 'default'] as const) {
       const text = LAUNCHERS.lacquer.config(input(dir), v).text;
       const cfg = validateConfig(parse(text));
-      expect(cfg.listen).toBe('127.0.0.1:17990');
+      expect(cfg.listen[0]!.address).toBe('127.0.0.1:17990');
       if (v === 'tuned') {
         expect([cfg.cache.stale_if_error, cfg.cache.stale_while_revalidate]).toEqual([3_600_000, 3_600_000]);
         expect(cfg.probes.enabled).toBe(true);

@@ -30,6 +30,22 @@ export type CachedObject = {
   storedAt: number;
   /** Surrogate keys from the origin's Surrogate-Key / Cache-Tag headers, for purge by tag. */
   tags: readonly string[];
+  /** Compressed forms of `body` made by Lacquer (pipeline/compress.ts), charged to `size`. */
+  encoded?: EncodedForms;
+};
+
+/**
+ * What compression makes of an object, decided once per configuration (pipeline/compress.ts): whether its
+ * body may be coded or decoded, and its coded forms (coding → body, or null when that coding does not make
+ * this body smaller).
+ */
+export type EncodedForms = {
+  readonly config: object;
+  readonly kind: 'compress' | 'decode' | 'none';
+  readonly forms: Map<string, Buffer | null>;
+  started: boolean;
+  bytes: number;
+  toJSON(): undefined;
 };
 
 /** Where an object stands at a moment; a closed union (STYLE habit 3). */

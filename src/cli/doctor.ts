@@ -8,6 +8,8 @@ import { formatReport } from '../doctor/format.ts';
 import { runDoctor, type DoctorReport } from '../doctor/run.ts';
 import { targetFromUrl, targetsFromConfig, type Target } from '../doctor/targets.ts';
 import { printProblems } from './check.ts';
+import { examineListeners, formatListeners } from '../doctor/listeners.ts';
+import { SEVERITY_RANK } from '../doctor/findings.ts';
 
 export type DoctorCliOptions = { config?: string; json?: boolean; repeat?: string; ca?: string; expectedStatus?: string };
 
@@ -41,6 +43,9 @@ export async function doctorCommand(url: string | undefined, o: DoctorCliOptions
     return 2;
   }
   const report: DoctorReport = await runDoctor(targets, { repeat, ca: o.ca ? readFileSync(o.ca) : undefined });
-  process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
-  return report.exitCode;
+  // With a config, the listeners' own certificates are examined too (read from their files).
+  const listeners = cfg && !url ? examineListeners(cfg.listen) : [];
+  process.stdout.write(o.json ? `${JSON.stringify({ ...report, listeners }, null, 2)}\n` : formatListeners(listeners) + formatReport(report));
+  const worst = Math.max(report.exitCode, ...listeners.map((l) => SEVERITY_RANK[l.severity]));
+  return worst;
 }

@@ -33,13 +33,13 @@ export async function serveCommand(file: string): Promise<Proxy> {
     if (!isListenError(err)) throw err;
     // A port in use is an operator's problem like a bad setting: say which, not a stack trace.
     const at = `${err.address}:${err.port}`;
-    process.stderr.write(`${file}: cannot start\n${formatProblem({ path: at === config.listen ? 'listen' : 'listen address', received: `${at} (${err.code})`, valid: LISTEN_HINT[err.code ?? ''] ?? 'an address this host can listen on' })}\n`);
+    process.stderr.write(`${file}: cannot start\n${formatProblem({ path: config.listen.some((l) => l.address === at) ? 'listen' : 'listen address', received: `${at} (${err.code})`, valid: LISTEN_HINT[err.code ?? ''] ?? 'an address this host can listen on' })}\n`);
     process.exit(1);
   }
   const backends = [...proxy.ctx.pools.values()].flatMap((p) => p.backends.map((b) => `${p.name}/${b.name} ${b.origin}`));
   proxy.ctx.log.logger.info(
-    { listen: proxy.listener.address, admin: proxy.plane.admin?.url, backends },
-    `lacquer listening on ${proxy.listener.address}, backends ${backends.join(', ')}`,
+    { listen: proxy.listener.address, listeners: proxy.listeners.length > 1 ? proxy.listeners.map((l) => l.url) : undefined, admin: proxy.plane.admin?.url, backends },
+    `lacquer listening on ${proxy.listeners.map((l) => (l.url.startsWith('https') ? l.url : l.address)).join(', ')}, backends ${backends.join(', ')}`,
   );
   // SIGHUP re-reads the file: validated, switched atomically, or refused with the running config kept.
   process.on('SIGHUP', () => {

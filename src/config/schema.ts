@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { DURATION_HINT, SIZE_HINT, formatDuration, parseDuration, parseSize } from './units.ts';
 import { parseCondition, SIGNALS, type Condition } from '../observe/alert-conditions.ts';
+import { certificateProblems } from '../server/tls.ts';
 
 /** A string (or number) turned into a number by `parse`; `hint` says what is valid when it cannot. */
 function parsedUnit(parse: (v: unknown) => number | undefined, hint: string) {
@@ -40,6 +41,99 @@ const listenAddress = (def: string, doc: string) =>
     })
     .default(def)
     .meta({ description: doc, default: def });
+
+// ── The client-facing edge: listeners (TLS, HTTP/2, PROXY protocol) and compression (issue 14) ───────
+
+const Certificate = z
+  .strictObject({
+    cert: z.string().min(1).meta({ description: 'PEM file with the certificate, followed by its intermediates (the chain sent to clients).' }),
+    key: z.string().min(1).meta({ description: 'PEM file with the private key of `cert`.' }),
+  });
+
+const ListenerTls = z
+  .union([
+    z.strictObject({
+      certificates: z
+        .array(Certificate)
+        .min(1, 'at least one { cert, key }')
+        .meta({ description: 'Certificates, chosen by SNI (the first whose names cover the requested host); the first is the default for clients that send no or an unknown name.' }),
+      min_version: z
+        .enum(['TLSv1.2', 'TLSv1.3'])
+        .default('TLSv1.2')
+        .meta({ description: 'Oldest TLS version accepted. Ciphers are Mozilla’s “intermediate” list.', default: 'TLSv1.2' }),
+    }),
+    // The one-certificate short form, `tls: { cert, key }`.
+    Certificate.transform((c) => ({ certificates: [c], min_version: 'TLSv1.2' as const, short: true })),
+  ])
+  .superRefine((t, ctx) => {
+    // Checked at load (start, `lacquer check`, reload), so a reload with a bad file is refused with the
+    // running certificates kept, and a start fails with the file named rather than at the first handshake.
+    t.certificates.forEach((c, i) => {
+      const at = 'short' in t ? [] : ['certificates', i];
+      for (const p of certificateProblems(c)) ctx.addIssue({ code: 'custom', path: [...at, p.field], message: p.message });
+    });
+  });
+
+const ListenerObject = z.strictObject({
+  address: z
+    .string()
+    .refine((s) => HOST_PORT.test(s) && Number(HOST_PORT.exec(s)![2]) <= 65535, { message: 'host:port, e.g. 0.0.0.0:443 or [::]:443' })
+    .meta({ description: 'host:port to listen on.' }),
+  tls: ListenerTls.optional().meta({ description: 'Terminate TLS here: `{ certificates: [{cert, key}, ...], min_version }` or the short form `{ cert, key }`. Certificates are re-read on reload without dropping connections.' }),
+  http2: z
+    .boolean()
+    .optional()
+    .meta({ description: 'Speak HTTP/2: on TLS listeners through ALPN (`h2`, with `http/1.1` for older clients); on plain listeners as h2c with prior knowledge next to HTTP/1.1. Default: true with `tls`, false without.' }),
+  proxy_protocol: z
+    .boolean()
+    .default(false)
+    .meta({ description: 'Expect a PROXY protocol v1 or v2 header (from a load balancer) on every connection: its client address is used in logs and `X-Forwarded-For`. Connections without one are closed.', default: false }),
+});
+
+/** One client listener, normalised: `listen` entries become these. */
+export type ListenerConfig = {
+  address: string;
+  tls: { certificates: { cert: string; key: string }[]; min_version: 'TLSv1.2' | 'TLSv1.3' } | undefined;
+  http2: boolean;
+  proxy_protocol: boolean;
+};
+
+const LISTEN_DEFAULT = '127.0.0.1:6081';
+const ListenEntry = z.union([
+  z.string().refine((s) => HOST_PORT.test(s) && Number(HOST_PORT.exec(s)![2]) <= 65535, { message: 'host:port, e.g. 127.0.0.1:6081 or [::1]:6081' }),
+  ListenerObject,
+]);
+const Listen = z
+  .union([ListenEntry, z.array(ListenEntry).min(1, 'at least one listener')])
+  .default(LISTEN_DEFAULT)
+  .meta({
+    description:
+      'Client listeners (default `127.0.0.1:6081`): one `host:port` string (plain HTTP/1.1), or a list of strings and objects `{ address, tls, http2, proxy_protocol }`.',
+    default: LISTEN_DEFAULT,
+  })
+  .transform((v): ListenerConfig[] =>
+    (Array.isArray(v) ? v : [v]).map((e) =>
+      typeof e === 'string'
+        ? { address: e, tls: undefined, http2: false, proxy_protocol: false }
+        : { address: e.address, tls: e.tls, http2: e.http2 ?? e.tls !== undefined, proxy_protocol: e.proxy_protocol },
+    ),
+  );
+
+const CODINGS = ['br', 'gzip'] as const;
+const MEDIA_RANGE = /^[a-z0-9!#$&^_.+-]+\/([a-z0-9!#$&^_.+-]+|\*)$/;
+
+const Compression = z.strictObject({
+  enabled: z.boolean().default(true).meta({ description: 'Compress responses for clients that accept it (RFC 9110 §12.5.3). On by default, like Varnish’s `http_gzip_support` and Debian’s nginx.', default: true }),
+  encodings: z
+    .array(z.enum(CODINGS))
+    .default(['br', 'gzip'])
+    .meta({ description: 'Content codings offered, in order of preference when a client accepts several equally. (zstd is left out while Node marks it experimental.)', default: ['br', 'gzip'] }),
+  types: z
+    .array(z.string().regex(MEDIA_RANGE, 'a media type like `application/json` or a range like `text/*`'))
+    .default(['text/*', 'application/json', 'application/javascript', 'image/svg+xml', 'application/xml'])
+    .meta({ description: 'Media types that are compressed; others (images, archives, video) are already compressed and sent as they are.', default: ['text/*', 'application/json', 'application/javascript', 'image/svg+xml', 'application/xml'] }),
+  min_size: size('1KiB', 'Bodies smaller than this are sent uncompressed: the coding would cost more than it saves.'),
+});
 
 const Timeouts = z.strictObject({
   connect: optionalDuration('TCP (and TLS) connect timeout; past it the fetch fails `connection_timeout`. Default 3.5s.'),
@@ -577,7 +671,8 @@ const Reload = z.strictObject({
 });
 
 export const ConfigSchema = z.strictObject({
-  listen: listenAddress('127.0.0.1:6081', 'Address of the client-facing HTTP listener.'),
+  listen: Listen,
+  compression: Compression.prefault({}).meta({ description: 'Response compression: stored objects are compressed once and kept in every coding; pass responses are compressed as they stream.' }),
   cache: Cache.prefault({}).meta({ description: 'The in-memory HTTP cache (RFC 9111 shared cache).' }),
   timeouts: Timeouts.extend({
     client_send: duration(
@@ -643,6 +738,8 @@ export type OverloadConfig = Parsed['overload'];
 export type DirectorKind = PoolConfig['director'];
 export type TimeoutConfig = { connect: number; first_byte: number; between_bytes: number; idle: number };
 export type Config = Readonly<Parsed>;
+export type CompressionConfig = Parsed['compression'];
+export type Coding = (typeof CODINGS)[number];
 
 /**
  * What `lacquer check` explains about settings that still work but changed meaning. `grace` used to serve an

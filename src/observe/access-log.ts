@@ -159,6 +159,9 @@ export class AccessLog {
       method: ex.method,
       host: ex.host,
       url: ex.target,
+      // The client as seen by this listener (after a PROXY protocol header), and how it spoke.
+      client: ex.client,
+      protocol: ex.protocol,
       // nginx's 499: the client closed the connection before any response was sent (statusCode is still the default 200).
       status: !res.headersSent && ex.clientGone ? 499 : res.statusCode,
       cache: cacheStatusValue(this.#name, ex.cache),

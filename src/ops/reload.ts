@@ -15,7 +15,8 @@ export type Applied = { version: number; appliedAt: string; source: 'start' | 'r
 
 /** Settings bound at start: a reload that changes them applies everything else and warns. */
 const RESTART_ONLY: ReadonlyArray<[string, (c: Config) => unknown]> = [
-  ['listen', (c) => c.listen],
+  // Addresses and protocols; certificate files are re-read on reload (server/tls.ts), so they are not here.
+  ['listen', (c) => JSON.stringify(c.listen.map((l) => [l.address, l.tls !== undefined, l.http2, l.proxy_protocol]))],
   ['admin.listen', (c) => c.admin.listen],
   ['cache.memory', (c) => c.cache.memory],
   ['cache.persist', (c) => JSON.stringify(c.cache.persist ?? null)],

@@ -8,6 +8,7 @@ import { evaluateRange } from '../cache/range.ts';
 import type { Headers } from '../cache/storable.ts';
 import type { CacheFacts, Exchange } from '../server/exchange.ts';
 import type { ProxyContext } from './context.ts';
+import { codeStored, codeStream, sendCoded } from './compress.ts';
 
 /** RFC 9211 Cache-Status member for this cache. */
 export function cacheStatusValue(name: string, c: CacheFacts): string {
@@ -18,6 +19,11 @@ export function cacheStatusValue(name: string, c: CacheFacts): string {
   if (c.collapsed) s += '; collapsed';
   if (c.detail) s += `; detail="${c.detail.replace(/["\\]/g, '')}"`;
   return s;
+}
+
+/** The reason phrase, for HTTP/1.x only: HTTP/2 has none (RFC 9113 §8.3.2). */
+function reason(ex: Exchange, message: string): string | undefined {
+  return message && ex.req.httpVersionMajor !== 2 ? message : undefined;
 }
 
 function commonHeaders(ctx: ProxyContext, ex: Exchange, list: string[]): string[] {
@@ -93,9 +99,14 @@ export function deliverObject(ctx: ProxyContext, ex: Exchange, o: CachedObject, 
     res.end();
     return;
   }
+  const coded = codeStored(ctx, ex, o, list);
+  if (coded) {
+    res.writeHead(o.status, reason(ex, o.statusMessage), commonHeaders(ctx, ex, coded.list));
+    return sendCoded(ex, coded);
+  }
   if (o.status !== 204 && o.status !== 304) list.push('content-length', String(o.body.length));
   if (o.etag !== undefined && o.status === 200) list.push('accept-ranges', 'bytes');
-  res.writeHead(o.status, o.statusMessage, commonHeaders(ctx, ex, list));
+  res.writeHead(o.status, reason(ex, o.statusMessage), commonHeaders(ctx, ex, list));
   if (ex.method !== 'HEAD') ex.bytesOut = o.body.length;
   if (ex.method === 'HEAD') res.end();
   else endWithBody(res, o.body);
@@ -103,7 +114,7 @@ export function deliverObject(ctx: ProxyContext, ex: Exchange, o: CachedObject, 
 
 /** Sends the head of a streamed origin response; the body follows through res.write. */
 export function startOriginResponse(ctx: ProxyContext, ex: Exchange, status: number, statusMessage: string, list: string[]): void {
-  ex.res.writeHead(status, statusMessage || undefined, commonHeaders(ctx, ex, list));
+  ex.res.writeHead(status, reason(ex, statusMessage), commonHeaders(ctx, ex, codeStream(ctx, ex, status, list)));
 }
 
 /** A short fixed response made by the proxy itself (refusals at receive). */

@@ -397,10 +397,10 @@ function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: 
             }
           }
           if (clientMode === 'stream') client!.bytesOut += chunk.length;
-          if (clientMode === 'stream' && !client!.res.write(chunk) && !paused) {
+          if (clientMode === 'stream' && !client!.sink.write(chunk) && !paused) {
             paused = true;
             control?.pause();
-            client!.res.once('drain', () => {
+            client!.sink.once('drain', () => {
               paused = false;
               control?.resume();
             });
@@ -412,7 +412,7 @@ function attempt(ctx: ProxyContext, plan: ForwardPlan, backend: Backend, retry: 
             const stored = storeMode === 'store' && ctx.store.put(object, ctx.now(), epoch);
             plan.flight?.settle({ kind: 'object', object, stored });
           }
-          if (clientMode === 'stream') client!.res.end();
+          if (clientMode === 'stream') client!.sink.end();
           finish({ kind: 'done' });
         },
         onError(err) {

@@ -1,6 +1,7 @@
 // Per-request state: id, timings, cache status, attempts, the failure if any. Created by the listener,
 // filled by the pipeline steps, read once by the access log when the response is done.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Writable } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import type { Attempt, ProxyError } from '../errors.ts';
 
@@ -61,6 +62,14 @@ export class Exchange {
 
   /** Body bytes sent to the client. */
   bytesOut = 0;
+  /** The client's address (from a PROXY protocol header when the listener expects one). */
+  readonly client: string | undefined;
+  /** `HTTP/1.1`, `HTTP/2.0`: how the client spoke (access log). */
+  readonly protocol: string;
+  /** The client's own Accept-Encoding (the request's header is normalised for cache and origin: pipeline/compress.ts). */
+  acceptEncoding: string | undefined;
+  /** Where a streamed origin body is written: the response, or a compressor in front of it. */
+  sink: Writable;
   /** Set when the request body went over limits.request_body_size. */
   bodyTooLarge = false;
   /** Set when the request body could not be parsed (a broken chunk) or ended early: answered 400. */
@@ -76,6 +85,11 @@ export class Exchange {
     this.method = req.method ?? 'GET';
     this.target = req.url ?? '/';
     this.host = req.headers.host ?? '';
+    this.acceptEncoding = req.headers['accept-encoding'];
+    // Read now: an HTTP/2 stream's socket is unreachable once its session is gone (the log is written later).
+    this.client = req.socket?.remoteAddress;
+    this.protocol = req.httpVersion === '1.1' ? 'HTTP/1.1' : `HTTP/${req.httpVersion}`;
+    this.sink = res;
   }
 
   /** Runs `cb` once if the client leaves before its response is finished; returns an unsubscribe. */

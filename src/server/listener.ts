@@ -1,5 +1,6 @@
-// The client-facing HTTP/1.1 listener: limits, request bodies, the access log line, graceful shutdown.
-import { createServer, ServerResponse, type IncomingMessage, type Server } from 'node:http';
+// The client-facing listener: limits, request bodies, the access log line, graceful shutdown. Which
+// servers sit behind the address (TLS, HTTP/2, PROXY protocol) is wired in edge.ts.
+import { ServerResponse, type IncomingMessage, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { ProxyContext } from '../pipeline/context.ts';
@@ -8,12 +9,20 @@ import { ALLOW } from '../pipeline/receive.ts';
 import { handle } from '../pipeline/steps.ts';
 import { Exchange } from './exchange.ts';
 import { beginTrace } from '../observe/trace.ts';
+import type { ListenerConfig } from '../config/schema.ts';
+import { Edge } from './edge.ts';
+import { arrive } from '../pipeline/compress.ts';
 
 export type Listener = {
+  /** The HTTP/1.1 server (every HTTP/1.x connection of this listener). */
   server: Server;
   /** The bound address, e.g. `127.0.0.1:6081`. */
   address: string;
   port: number;
+  /** `http://…` or `https://…` */
+  url: string;
+  /** Re-reads this listener's certificates (reload); throws if one is bad, keeping the current ones. */
+  reload(l: ListenerConfig): void;
   /** Requests being handled now. */
   inflight(): number;
   /** Stops accepting, lets in-flight requests finish within `drainMs`, then closes every connection. */
@@ -46,9 +55,14 @@ class BodyLimit extends Transform {
   }
 }
 
+function endedWithHeaders(req: IncomingMessage): boolean {
+  return (req as unknown as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders === true;
+}
+
 function requestBody(req: IncomingMessage, ex: Exchange, max: number): BodyLimit | null {
   const len = req.headers['content-length'];
-  const chunked = req.headers['transfer-encoding'] !== undefined;
+  // HTTP/2 frames bodies itself (RFC 9113 §8.1): a body without content-length is one whose HEADERS did not end the stream.
+  const chunked = req.headers['transfer-encoding'] !== undefined || (req.httpVersionMajor === 2 && len === undefined && !endedWithHeaders(req));
   if (!chunked && (len === undefined || len === '0')) return null;
   // A Content-Length was checked against the limit at receive; the body still goes through BodyLimit so
   // that a body the parser rejects can be failed without destroying the connection (see clientError).
@@ -113,7 +127,7 @@ function sendStalled(socket: Socket, c: Conn, now: number): boolean {
   return true;
 }
 
-export function startListener(getContext: () => ProxyContext, listen: string, onDone?: OnRequestDone): Promise<Listener> {
+export function startListener(getContext: () => ProxyContext, spec: ListenerConfig, onDone?: OnRequestDone): Promise<Listener> {
   const cfg = getContext().config;
   let inflight = 0;
   let closing = false;
@@ -170,6 +184,7 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
     const ctx = getContext();
     const ex = new Exchange(req, res);
     ex.traceparent = beginTrace(req.headers);
+    arrive(ctx, ex);
     inflight++;
     live.add(res);
     const socket = req.socket; // req.socket is null once the response is detached from it
@@ -201,7 +216,7 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
     });
     let body: Readable | null = null;
     if (req.method !== 'GET' && req.method !== 'HEAD') body = requestBody(req, ex, ctx.config.limits.request_body_size);
-    else if (req.headers['content-length'] || req.headers['transfer-encoding']) body = requestBody(req, ex, ctx.config.limits.request_body_size);
+    else if (req.headers['content-length'] || req.headers['transfer-encoding'] || (req.httpVersionMajor === 2 && !endedWithHeaders(req))) body = requestBody(req, ex, ctx.config.limits.request_body_size);
     conn.owed.set(res, { ex, body });
     const settle = () => {
       settled = true;
@@ -225,15 +240,19 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
       }
     });
   };
-  const server = createServer(
-    {
+  const edge = new Edge({
+    listener: spec,
+    http1: {
       maxHeaderSize: cfg.limits.request_header_size,
       keepAliveTimeout: 5000,
       requestTimeout: 300_000,
       headersTimeout: 60_000,
     },
+    headerLimit: cfg.limits.request_header_size,
     onRequest,
-  );
+    onRefused: (why, socket) => getContext().log.logger.warn({ listener: spec.address, peer: socket.remoteAddress }, `connection refused: ${why}`),
+  });
+  const server = edge.h1;
   // Node hands CONNECT to a 'connect' listener (and closes the socket silently without one). Lacquer opens
   // no tunnels: the request takes the normal path, so receive() answers 405 with Allow and it is logged.
   server.on('connect', (req: IncomingMessage, socket: Socket) => {
@@ -292,37 +311,36 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
       `HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\ncache-status: ${cacheStatus}\r\n${allow}connection: close\r\n\r\n${body}`,
     );
   });
-  const { host, port } = splitHostPort(listen);
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      const addr = server.address();
-      const boundPort = typeof addr === 'object' && addr ? addr.port : port;
-      resolve({
-        server,
-        address: `${host.includes(':') ? `[${host}]` : host}:${boundPort}`,
-        port: boundPort,
-        inflight: () => inflight,
-        async close(drainMs: number) {
-          closing = true;
-          // Answers still to come say `Connection: close`, so keep-alive clients do not send another request
-          // on a connection that is about to be closed (RFC 9112 §9.6).
-          for (const res of live) if (!res.headersSent) res.shouldKeepAlive = false;
-          const closed = new Promise<void>((r) => server.close(() => r()));
-          server.closeIdleConnections();
-          const deadline = Date.now() + drainMs;
-          while (inflight > 0 && Date.now() < deadline) {
-            await new Promise((r) => setTimeout(r, 25));
-            server.closeIdleConnections();
-          }
-          server.closeAllConnections();
-          await closed;
-          clearInterval(sweep);
-          clearInterval(sendSweep);
-          for (const line of late.keys()) line();
-        },
-      });
-    });
+  const { host, port } = splitHostPort(spec.address);
+  return edge.listen(port, host).then((boundPort) => {
+    const address = `${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
+    return {
+      server,
+      address,
+      port: boundPort,
+      url: `${spec.tls ? 'https' : 'http'}://${address}`,
+      inflight: () => inflight,
+      reload(l: ListenerConfig) {
+        if (edge.tls && l.tls) edge.tls.reload(l.tls);
+      },
+      async close(drainMs: number) {
+        closing = true;
+        // Answers still to come say `Connection: close`, so keep-alive clients do not send another request
+        // on a connection that is about to be closed (RFC 9112 §9.6).
+        for (const res of live) if (!res.headersSent) res.shouldKeepAlive = false;
+        const closed = edge.stopAccepting();
+        edge.closeIdle();
+        const deadline = Date.now() + drainMs;
+        while (inflight > 0 && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 25));
+          edge.closeIdle();
+        }
+        edge.closeAll();
+        await closed;
+        clearInterval(sweep);
+        clearInterval(sendSweep);
+        for (const line of late.keys()) line();
+      },
+    };
   });
 }

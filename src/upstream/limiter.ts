@@ -1,0 +1,184 @@
+// The learned concurrency limit of one backend (issue 9 item 4): how many requests it gets at once,
+// found by watching it rather than configured. The rest wait in the backend's queue (gate.ts).
+//
+// Which algorithm, and why. Netflix's concurrency-limits offers Vegas and Gradient2 (latency only: the
+// limit follows the ratio of a long to a short RTT average) and AIMD (loss only: +1 while fine, ×0.9
+// on a drop); Envoy's adaptive concurrency filter is a gradient controller that periodically pins the
+// concurrency low to re-measure the minimum RTT. An origin at capacity often does not get slower: it
+// answers 503 (or 429, or refuses) — often after a delay, so the news of an overshoot arrives a whole
+// second late. A latency-only limiter never sees that; a per-request AIMD keeps adding +1 per success
+// during that second and overshoots by dozens. So this is AIMD driven by drops, with two things from TCP
+// congestion avoidance and one from Gradient2:
+//   - one probe at a time: the limit grows by 1 only when the first request sent at the full limit (the
+//     probe) came back fine — growth is paced by the answers, however late they come;
+//   - one cut per window: drops of requests sent before the last cut are old news and ignored;
+//   - Gradient2's latency check: no growth while the short RTT average exceeds `TOLERANCE` × the long
+//     one, and a cut (by their ratio, at most by half) when it does at high concurrency.
+// A 503/429 sent at concurrency k says the origin holds at most k-1 of ours: the cut goes at least
+// there (Vegas-like estimate; with other clients on the origin the ×0.9 cut is the smaller one). Above
+// the level of the last drop (`ceiling`), probes back off exponentially while drops keep coming, so a
+// hard limit is probed rarely, not once a second. A drop counts only when the backend was busy (sent at
+// ≥ half the limit, and above the last level a probe confirmed): an application 503 on some URLs at
+// low load is not overload, and must not throttle the whole backend.
+import type { OverloadConfig } from '../config/schema.ts';
+
+/** What one finished attempt said about load. `drop`: 503/429, refused, connect or first-byte timeout. */
+export type LoadSignal = { kind: 'ok'; rttMs: number } | { kind: 'drop'; overloaded: boolean } | { kind: 'none' };
+
+/** One attempt holding a slot: when it started and how many of ours were at the backend then (itself included). */
+export type LimitToken = { readonly at: number; readonly inflight: number; done: boolean };
+
+export type LimiterSettings = Pick<OverloadConfig, 'adaptive' | 'initial_limit' | 'min_limit' | 'max_limit'>;
+
+export type LimiterSnapshot = {
+  adaptive: boolean;
+  limit: number;
+  /** Concurrency at which the origin last refused (503/429), null when none recently. */
+  ceiling: number | null;
+  /** Highest concurrency a probe confirmed recently. */
+  validated: number;
+  rttShortMs: number | undefined;
+  rttLongMs: number | undefined;
+  drops: number;
+  cuts: number;
+};
+
+/** Short RTT may exceed the long-term average by this factor before growth stops (Gradient2 uses 1.5-2). */
+const TOLERANCE = 2;
+const SHORT_ALPHA = 0.25;
+const LONG_ALPHA = 0.02;
+const BACKOFF = 0.9;
+const PROBE_BACKOFF_MIN_MS = 1000;
+const PROBE_BACKOFF_MAX_MS = 30_000;
+/** A confirmed level is trusted this long without a new confirmation. */
+const VALIDATED_TTL_MS = 30_000;
+
+export class ConcurrencyLimiter {
+  readonly adaptive: boolean;
+  readonly #min: number;
+  readonly #max: number;
+  readonly #now: () => number;
+  readonly #onRaise: () => void;
+  #limit: number;
+  #probe: LimitToken | undefined;
+  #lastCutAt = -Infinity;
+  #lastDropAt = -Infinity;
+  #probeBackoffMs = PROBE_BACKOFF_MIN_MS;
+  #ceiling = Infinity;
+  #validated = 0;
+  #validatedAt = -Infinity;
+  #short: number | undefined;
+  #long: number | undefined;
+  drops = 0;
+  cuts = 0;
+
+  /**
+   * `hardCap`: the backend's explicit `max_connections` (0/undefined: none) — the learned limit never
+   * goes above it. `onRaise`: called when the limit grew (the queue may move).
+   */
+  constructor(s: LimiterSettings, hardCap: number | undefined, onRaise: () => void = () => undefined, now: () => number = () => performance.now()) {
+    this.adaptive = s.adaptive;
+    const cap = hardCap && hardCap > 0 ? hardCap : Infinity;
+    this.#max = Math.max(1, Math.min(s.max_limit, cap));
+    this.#min = Math.min(Math.max(1, s.min_limit), this.#max);
+    this.#limit = this.adaptive ? clamp(s.initial_limit, this.#min, this.#max) : cap;
+    this.#now = now;
+    this.#onRaise = onRaise;
+  }
+
+  /** Requests the backend may have at once now (Infinity: no limit). */
+  get limit(): number {
+    return this.#limit;
+  }
+
+  /** A request took a slot; `inflight` counts it. */
+  start(inflight: number): LimitToken {
+    const t: LimitToken = { at: this.#now(), inflight, done: false };
+    if (this.adaptive && this.#probe === undefined && inflight >= this.#limit) this.#probe = t;
+    return t;
+  }
+
+  /** The attempt is over; what it said about load. Idempotent per token. */
+  finish(t: LimitToken, s: LoadSignal): void {
+    if (t.done) return;
+    t.done = true;
+    const probe = this.#probe === t;
+    if (probe) this.#probe = undefined;
+    if (!this.adaptive) return;
+    if (s.kind === 'ok') this.#ok(t, s.rttMs, probe);
+    else if (s.kind === 'drop') this.#drop(t, s.overloaded);
+  }
+
+  #ok(t: LimitToken, rtt: number, probe: boolean): void {
+    this.#short = this.#short === undefined ? rtt : this.#short + SHORT_ALPHA * (rtt - this.#short);
+    this.#long = this.#long === undefined ? rtt : this.#long + LONG_ALPHA * (rtt - this.#long);
+    // Gradient2: after a long slow period, let the long average come back down.
+    if (this.#long / Math.max(this.#short, 0.001) > 2) this.#long *= 0.95;
+    const now = this.#now();
+    const slow = this.#short > TOLERANCE * this.#long && this.#short - this.#long > 1;
+    if (slow) {
+      if (t.at >= this.#lastCutAt && t.inflight >= this.#limit / 2) this.#cut(Math.floor(this.#limit * Math.max(0.5, (TOLERANCE * this.#long) / this.#short)), now);
+      return;
+    }
+    if (!probe) return;
+    if (t.inflight >= this.#validated || now - this.#validatedAt > VALIDATED_TTL_MS) {
+      this.#validated = t.inflight;
+      this.#validatedAt = now;
+    }
+    if (t.inflight >= this.#ceiling) {
+      // A probe above the last refusal came back fine: that level holds now.
+      this.#ceiling = t.inflight + 1;
+      this.#probeBackoffMs = PROBE_BACKOFF_MIN_MS;
+    }
+    if (this.#limit >= this.#max) return;
+    // Growing to the level that was refused last waits out the probe back-off.
+    if (this.#limit + 1 >= this.#ceiling && now - this.#lastDropAt < this.#probeBackoffMs) return;
+    this.#limit++;
+    this.#onRaise();
+  }
+
+  #drop(t: LimitToken, overloaded: boolean): void {
+    this.drops++;
+    const now = this.#now();
+    if (t.at < this.#lastCutAt) return; // sent before the last cut: already accounted for
+    if (t.inflight < this.#limit / 2) return; // not busy: an application error, not overload
+    if (t.inflight <= this.#validated && now - this.#validatedAt <= VALIDATED_TTL_MS) return; // a level that holds
+    let next = Math.floor(this.#limit * BACKOFF);
+    if (overloaded) {
+      // The origin said "too many" at t.inflight: it holds at most one less of ours.
+      next = Math.min(next, t.inflight - 1);
+      this.#probeBackoffMs = now - this.#lastDropAt < 4 * this.#probeBackoffMs ? Math.min(this.#probeBackoffMs * 2, PROBE_BACKOFF_MAX_MS) : PROBE_BACKOFF_MIN_MS;
+      this.#ceiling = Math.min(t.inflight, Math.max(next + 1, this.#min + 1));
+      this.#lastDropAt = now;
+    }
+    this.#cut(next, now);
+  }
+
+  #cut(to: number, now: number): void {
+    const next = clamp(to, this.#min, this.#max);
+    if (next >= this.#limit) return;
+    this.#limit = next;
+    this.#lastCutAt = now;
+    this.#validated = Math.min(this.#validated, next);
+    this.#probe = undefined;
+    this.cuts++;
+  }
+
+  snapshot(): LimiterSnapshot {
+    const r = (v: number | undefined) => (v === undefined ? undefined : Math.round(v * 10) / 10);
+    return {
+      adaptive: this.adaptive,
+      limit: this.#limit,
+      ceiling: Number.isFinite(this.#ceiling) ? this.#ceiling : null,
+      validated: this.#validated,
+      rttShortMs: r(this.#short),
+      rttLongMs: r(this.#long),
+      drops: this.drops,
+      cuts: this.cuts,
+    };
+  }
+}
+
+function clamp(v: number, lo: number, hi: number): number {
+  return Math.max(lo, Math.min(hi, v));
+}

@@ -10,16 +10,18 @@
 // during that second and overshoots by dozens. So this is AIMD driven by drops, with two things from TCP
 // congestion avoidance and one from Gradient2:
 //   - one probe at a time: the limit grows by 1 only when the first request sent at the full limit (the
-//     probe) came back fine — growth is paced by the answers, however late they come;
+//     probe) came back fine, and no request in flight is "stuck" (older than twice the recent p99 of good
+//     answers): a refusal that takes a second to come back holds growth from the moment it is late, not
+//     from the moment it arrives;
 //   - one cut per window: drops of requests sent before the last cut are old news and ignored;
 //   - Gradient2's latency check: no growth while the short RTT average exceeds `TOLERANCE` × the long
 //     one, and a cut (by their ratio, at most by half) when it does at high concurrency.
 // A 503/429 sent at concurrency k says the origin holds at most k-1 of ours: the cut goes at least
-// there (Vegas-like estimate; with other clients on the origin the ×0.9 cut is the smaller one). Above
-// the level of the last drop (`ceiling`), probes back off exponentially while drops keep coming, so a
-// hard limit is probed rarely, not once a second. A drop counts only when the backend was busy (sent at
-// ≥ half the limit, and above the last level a probe confirmed): an application 503 on some URLs at
-// low load is not overload, and must not throttle the whole backend.
+// there (Vegas-like estimate; with other clients on the origin the ×0.9 cut is the smaller one). Growing
+// back to the level of the last refusal (`ceiling`) waits out a back-off that doubles while refusals keep
+// coming (1 s … 30 s), so a hard limit is probed rarely, not once a second. A drop counts only when the
+// backend was busy (sent at ≥ half the limit): an application 503 on some URLs at low load is not
+// overload, and must not throttle the whole backend.
 import type { OverloadConfig } from '../config/schema.ts';
 
 /** What one finished attempt said about load. `drop`: 503/429, refused, connect or first-byte timeout. */
@@ -35,8 +37,8 @@ export type LimiterSnapshot = {
   limit: number;
   /** Concurrency at which the origin last refused (503/429), null when none recently. */
   ceiling: number | null;
-  /** Highest concurrency a probe confirmed recently. */
-  validated: number;
+  /** Requests in flight longer than this are late: no growth while one is (ms). */
+  stuckMs: number;
   rttShortMs: number | undefined;
   rttLongMs: number | undefined;
   drops: number;
@@ -50,8 +52,10 @@ const LONG_ALPHA = 0.02;
 const BACKOFF = 0.9;
 const PROBE_BACKOFF_MIN_MS = 1000;
 const PROBE_BACKOFF_MAX_MS = 30_000;
-/** A confirmed level is trusted this long without a new confirmation. */
-const VALIDATED_TTL_MS = 30_000;
+/** Good answers remembered for the p99 that defines a late request. */
+const RTT_SAMPLES = 256;
+/** A request is late past max(2 × p99, 4 × long average, this), ms. */
+const STUCK_FLOOR_MS = 20;
 
 export class ConcurrencyLimiter {
   readonly adaptive: boolean;
@@ -63,10 +67,14 @@ export class ConcurrencyLimiter {
   #probe: LimitToken | undefined;
   #lastCutAt = -Infinity;
   #lastDropAt = -Infinity;
+  #lastRaiseAt = -Infinity;
   #probeBackoffMs = PROBE_BACKOFF_MIN_MS;
   #ceiling = Infinity;
-  #validated = 0;
-  #validatedAt = -Infinity;
+  /** Tokens in flight, oldest first (a Set keeps insertion order). */
+  readonly #inflight = new Set<LimitToken>();
+  readonly #rtts: number[] = [];
+  #rttNext = 0;
+  #stuckMs = STUCK_FLOOR_MS * 50;
   #short: number | undefined;
   #long: number | undefined;
   drops = 0;
@@ -94,7 +102,9 @@ export class ConcurrencyLimiter {
   /** A request took a slot; `inflight` counts it. */
   start(inflight: number): LimitToken {
     const t: LimitToken = { at: this.#now(), inflight, done: false };
-    if (this.adaptive && this.#probe === undefined && inflight >= this.#limit) this.#probe = t;
+    if (!this.adaptive) return t;
+    this.#inflight.add(t);
+    if (this.#probe === undefined && inflight >= this.#limit) this.#probe = t;
     return t;
   }
 
@@ -102,6 +112,7 @@ export class ConcurrencyLimiter {
   finish(t: LimitToken, s: LoadSignal): void {
     if (t.done) return;
     t.done = true;
+    this.#inflight.delete(t);
     const probe = this.#probe === t;
     if (probe) this.#probe = undefined;
     if (!this.adaptive) return;
@@ -120,21 +131,33 @@ export class ConcurrencyLimiter {
       if (t.at >= this.#lastCutAt && t.inflight >= this.#limit / 2) this.#cut(Math.floor(this.#limit * Math.max(0.5, (TOLERANCE * this.#long) / this.#short)), now);
       return;
     }
-    if (!probe) return;
-    if (t.inflight >= this.#validated || now - this.#validatedAt > VALIDATED_TTL_MS) {
-      this.#validated = t.inflight;
-      this.#validatedAt = now;
+    this.#sampleRtt(rtt);
+    if (!probe || this.#limit >= this.#max) return;
+    if (this.#late(now)) return;
+    if (this.#limit + 1 >= this.#ceiling) {
+      // Growing to the level refused last, or past it, waits out the probe back-off; and one step at a
+      // time: a refusal caused by the previous step must have had the time to show up as late.
+      if (now - this.#lastDropAt < this.#probeBackoffMs || now - this.#lastRaiseAt <= this.#stuckMs) return;
     }
-    if (t.inflight >= this.#ceiling) {
-      // A probe above the last refusal came back fine: that level holds now.
-      this.#ceiling = t.inflight + 1;
-      this.#probeBackoffMs = PROBE_BACKOFF_MIN_MS;
-    }
-    if (this.#limit >= this.#max) return;
-    // Growing to the level that was refused last waits out the probe back-off.
-    if (this.#limit + 1 >= this.#ceiling && now - this.#lastDropAt < this.#probeBackoffMs) return;
     this.#limit++;
+    this.#lastRaiseAt = now;
+    if (this.#limit >= this.#ceiling) this.#ceiling = this.#limit + 1;
     this.#onRaise();
+  }
+
+  /** Some request in flight has taken much longer than good answers do. */
+  #late(now: number): boolean {
+    const oldest = this.#inflight.values().next().value;
+    return oldest !== undefined && now - oldest.at > this.#stuckMs;
+  }
+
+  #sampleRtt(rtt: number): void {
+    this.#rtts[this.#rttNext] = rtt;
+    this.#rttNext = (this.#rttNext + 1) % RTT_SAMPLES;
+    if (this.#rttNext % 32 !== 0 && this.#rtts.length > 32) return; // recomputed every 32 samples
+    const sorted = [...this.#rtts].sort((a, b) => a - b);
+    const p99 = sorted[Math.min(sorted.length - 1, Math.floor(0.99 * sorted.length))]!;
+    this.#stuckMs = Math.max(2 * p99, 4 * (this.#long ?? 0), STUCK_FLOOR_MS);
   }
 
   #drop(t: LimitToken, overloaded: boolean): void {
@@ -142,13 +165,12 @@ export class ConcurrencyLimiter {
     const now = this.#now();
     if (t.at < this.#lastCutAt) return; // sent before the last cut: already accounted for
     if (t.inflight < this.#limit / 2) return; // not busy: an application error, not overload
-    if (t.inflight <= this.#validated && now - this.#validatedAt <= VALIDATED_TTL_MS) return; // a level that holds
     let next = Math.floor(this.#limit * BACKOFF);
     if (overloaded) {
       // The origin said "too many" at t.inflight: it holds at most one less of ours.
       next = Math.min(next, t.inflight - 1);
       this.#probeBackoffMs = now - this.#lastDropAt < 4 * this.#probeBackoffMs ? Math.min(this.#probeBackoffMs * 2, PROBE_BACKOFF_MAX_MS) : PROBE_BACKOFF_MIN_MS;
-      this.#ceiling = Math.min(t.inflight, Math.max(next + 1, this.#min + 1));
+      this.#ceiling = Math.max(t.inflight, next + 1);
       this.#lastDropAt = now;
     }
     this.#cut(next, now);
@@ -159,7 +181,6 @@ export class ConcurrencyLimiter {
     if (next >= this.#limit) return;
     this.#limit = next;
     this.#lastCutAt = now;
-    this.#validated = Math.min(this.#validated, next);
     this.#probe = undefined;
     this.cuts++;
   }
@@ -170,7 +191,7 @@ export class ConcurrencyLimiter {
       adaptive: this.adaptive,
       limit: this.#limit,
       ceiling: Number.isFinite(this.#ceiling) ? this.#ceiling : null,
-      validated: this.#validated,
+      stuckMs: Math.round(this.#stuckMs),
       rttShortMs: r(this.#short),
       rttLongMs: r(this.#long),
       drops: this.drops,

@@ -82,7 +82,7 @@ const Backend = z.strictObject({
     .int()
     .positive()
     .optional()
-    .meta({ description: 'Most concurrent connections to this backend. Default: unlimited.' }),
+    .meta({ description: 'Most concurrent requests (= connections) to this backend: a hard cap above the learned limit (`overload.adaptive`). Default: none but the learned limit.' }),
   weight: z.number().positive().default(1).meta({ description: 'Relative share of traffic.', default: 1 }),
   zone: z.string().optional().meta({ description: 'Optional zone label, for zone-aware pools.' }),
 });

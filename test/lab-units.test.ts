@@ -84,9 +84,9 @@ describe('summary', () => {
 });
 
 describe('scenarios', () => {
-  it('all eight, bounded: full ≤ 60 s, short ≤ 10 s, faults inside the run, load phases inside the run', () => {
+  it('all nine, bounded: full ≤ 60 s, short ≤ 10 s, faults inside the run, load phases inside the run', () => {
     expect(SCENARIOS.map((s) => s.name)).toEqual([
-      'origin-down-warm', 'node-dies', 'slow-origin', 'keepalive-race', 'thundering-herd', 'overload', 'flaky-5xx', 'mid-body-reset',
+      'origin-down-warm', 'node-dies', 'slow-origin', 'keepalive-race', 'thundering-herd', 'overload', 'capacity-limited', 'flaky-5xx', 'mid-body-reset',
     ]);
     for (const s of SCENARIOS) {
       for (const short of [false, true]) {

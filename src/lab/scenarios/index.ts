@@ -1,5 +1,6 @@
 // The lab's scenarios, in the order of issue 6.
 import type { Scenario } from '../scenario.ts';
+import { capacityLimited } from './capacity-limited.ts';
 import { flaky5xx } from './flaky-5xx.ts';
 import { keepaliveRace } from './keepalive-race.ts';
 import { midBodyReset } from './mid-body-reset.ts';
@@ -9,7 +10,7 @@ import { overload } from './overload.ts';
 import { slowOrigin } from './slow-origin.ts';
 import { thunderingHerd } from './thundering-herd.ts';
 
-export const SCENARIOS: readonly Scenario[] = [originDownWarm, nodeDies, slowOrigin, keepaliveRace, thunderingHerd, overload, flaky5xx, midBodyReset];
+export const SCENARIOS: readonly Scenario[] = [originDownWarm, nodeDies, slowOrigin, keepaliveRace, thunderingHerd, overload, capacityLimited, flaky5xx, midBodyReset];
 
 export function findScenario(name: string): Scenario | undefined {
   return SCENARIOS.find((s) => s.name === name);

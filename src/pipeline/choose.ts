@@ -15,10 +15,12 @@ const subscribe = (client: Exchange | null) => (client ? (cb: () => void) => cli
  * A pool slot (`overload.max_concurrency`). When the pool's queue is full the request is shed at once —
  * the caller serves stale if it may, or a fast 503 with Retry-After — so a surge is refused in
  * microseconds instead of piling up until it times out (and takes the origin down with it).
+ * `staleReady`: the request has a stale copy it may serve, and does not wait for a slot.
  */
-export async function admit(pool: BackendPool, client: Exchange | null): Promise<Admission> {
+export async function admit(pool: BackendPool, client: Exchange | null, staleReady = false): Promise<Admission> {
   const o = pool.settings.overload;
-  const g = await pool.admission.acquire(o.queue_timeout, subscribe(client));
+  // A request with a stale copy it may serve does not queue: it is shed at once and served stale.
+  const g = await pool.admission.acquire(o.queue_timeout, subscribe(client), staleReady);
   switch (g.kind) {
     case 'ok':
       return { kind: 'ok', release: g.release };

@@ -40,7 +40,7 @@ export type ForwardPlan = {
 
 export async function forward(ctx: ProxyContext, plan: ForwardPlan): Promise<void> {
   if (plan.client) plan.client.cache = { hit: false, fwd: plan.fwd, collapsed: plan.client.cache.collapsed };
-  const admission = await admit(plan.pool, plan.client);
+  const admission = await admit(plan.pool, plan.client, plan.client !== null && usableOnError(plan.stale, Date.now()));
   if (admission.kind === 'gone') return;
   if (admission.kind === 'refused') return fail(ctx, plan, admission.error, false);
   try {

@@ -47,7 +47,7 @@ export type LimiterSnapshot = {
 
 /** Short RTT may exceed the long-term average by this factor before growth stops (Gradient2 uses 1.5-2). */
 const TOLERANCE = 2;
-const SHORT_ALPHA = 0.25;
+const SHORT_ALPHA = 0.1;
 const LONG_ALPHA = 0.02;
 const BACKOFF = 0.9;
 const PROBE_BACKOFF_MIN_MS = 1000;
@@ -65,7 +65,9 @@ export class ConcurrencyLimiter {
   readonly #onRaise: () => void;
   #limit: number;
   #probe: LimitToken | undefined;
+  /** Last cut for latency, and last cut for drops: each signal has its own window (a latency cut must not hide drops). */
   #lastCutAt = -Infinity;
+  #lastDropCutAt = -Infinity;
   #lastDropAt = -Infinity;
   #lastRaiseAt = -Infinity;
   #probeBackoffMs = PROBE_BACKOFF_MIN_MS;
@@ -137,7 +139,8 @@ export class ConcurrencyLimiter {
     if (this.#limit + 1 >= this.#ceiling) {
       // Growing to the level refused last, or past it, waits out the probe back-off; and one step at a
       // time: a refusal caused by the previous step must have had the time to show up as late.
-      if (now - this.#lastDropAt < this.#probeBackoffMs || now - this.#lastRaiseAt <= this.#stuckMs) return;
+      // Twice the lateness bound: the request sent at the previous step may have left a little after it.
+      if (now - this.#lastDropAt < this.#probeBackoffMs || now - this.#lastRaiseAt <= 2 * this.#stuckMs) return;
     }
     this.#limit++;
     this.#lastRaiseAt = now;
@@ -163,7 +166,7 @@ export class ConcurrencyLimiter {
   #drop(t: LimitToken, overloaded: boolean): void {
     this.drops++;
     const now = this.#now();
-    if (t.at < this.#lastCutAt) return; // sent before the last cut: already accounted for
+    if (t.at < this.#lastDropCutAt) return; // sent before the last cut for a drop: already accounted for
     if (t.inflight < this.#limit / 2) return; // not busy: an application error, not overload
     let next = Math.floor(this.#limit * BACKOFF);
     if (overloaded) {
@@ -173,6 +176,7 @@ export class ConcurrencyLimiter {
       this.#ceiling = Math.max(t.inflight, next + 1);
       this.#lastDropAt = now;
     }
+    this.#lastDropCutAt = now;
     this.#cut(next, now);
   }
 

@@ -14,8 +14,9 @@
 //     answers): a refusal that takes a second to come back holds growth from the moment it is late, not
 //     from the moment it arrives;
 //   - one cut per window: drops of requests sent before the last cut are old news and ignored;
-//   - Gradient2's latency check: no growth while the short RTT average exceeds `TOLERANCE` × the long
-//     one, and a cut (by their ratio, at most by half) when it does at high concurrency.
+//   - a latency check in the manner of Gradient2 and Envoy: no growth while the short RTT average exceeds
+//     `TOLERANCE` × the baseline, and a ×0.9 cut past `CUT_TOLERANCE` × it at high concurrency. The baseline is the lowest short average of the last 15-30 s (Envoy and Vegas use a
+//     minimum RTT): Gradient2's long-term average drifts up with a slowed origin and stops seeing it.
 // A 503/429 sent at concurrency k says the origin holds at most k-1 of ours: the cut goes at least
 // there (Vegas-like estimate; with other clients on the origin the ×0.9 cut is the smaller one). Growing
 // back to the level of the last refusal (`ceiling`) waits out a back-off that doubles while refusals keep
@@ -41,17 +42,23 @@ export type LimiterSnapshot = {
   stuckMs: number;
   rttShortMs: number | undefined;
   rttLongMs: number | undefined;
+  /** The latency baseline (lowest recent short average), ms. */
+  rttBaselineMs: number | undefined;
   drops: number;
   cuts: number;
 };
 
-/** Short RTT may exceed the long-term average by this factor before growth stops (Gradient2 uses 1.5-2). */
+/** Short RTT average may exceed the baseline by this factor before growth stops (Gradient2 uses 1.5-2). */
 const TOLERANCE = 2;
+/** Short RTT average past this factor of the baseline: the backend is slowing down under our load. */
+const CUT_TOLERANCE = 2.5;
 const SHORT_ALPHA = 0.1;
 const LONG_ALPHA = 0.02;
 const BACKOFF = 0.9;
 const PROBE_BACKOFF_MIN_MS = 1000;
 const PROBE_BACKOFF_MAX_MS = 30_000;
+/** The latency baseline is the lowest short average over the current and the previous window. */
+const BASELINE_WINDOW_MS = 15_000;
 /** Good answers remembered for the p99 that defines a late request. */
 const RTT_SAMPLES = 256;
 /** A request is late past max(2 × p99, 4 × long average, this), ms. */
@@ -79,6 +86,9 @@ export class ConcurrencyLimiter {
   #stuckMs = STUCK_FLOOR_MS * 50;
   #short: number | undefined;
   #long: number | undefined;
+  #baseCur = Infinity;
+  #basePrev = Infinity;
+  #baseSince = -Infinity;
   drops = 0;
   cuts = 0;
 
@@ -128,11 +138,14 @@ export class ConcurrencyLimiter {
     // Gradient2: after a long slow period, let the long average come back down.
     if (this.#long / Math.max(this.#short, 0.001) > 2) this.#long *= 0.95;
     const now = this.#now();
-    const slow = this.#short > TOLERANCE * this.#long && this.#short - this.#long > 1;
-    if (slow) {
-      if (t.at >= this.#lastCutAt && t.inflight >= this.#limit / 2) this.#cut(Math.floor(this.#limit * Math.max(0.5, (TOLERANCE * this.#long) / this.#short)), now);
+    const base = this.#baseline(now, this.#short);
+    // Past TOLERANCE × the baseline the backend stops growing; past CUT_TOLERANCE × it is cut by the AIMD
+    // factor, once per window — gently, because a shared machine's scheduling noise looks the same for a while.
+    if (this.#short > CUT_TOLERANCE * base && this.#short - base > 1 && t.at >= this.#lastCutAt && t.inflight >= this.#limit / 2) {
+      this.#cut(Math.floor(this.#limit * BACKOFF), now);
       return;
     }
+    if (this.#short > TOLERANCE * base && this.#short - base > 1) return;
     this.#sampleRtt(rtt);
     if (!probe || this.#limit >= this.#max) return;
     if (this.#late(now)) return;
@@ -146,6 +159,17 @@ export class ConcurrencyLimiter {
     this.#lastRaiseAt = now;
     if (this.#limit >= this.#ceiling) this.#ceiling = this.#limit + 1;
     this.#onRaise();
+  }
+
+  /** The lowest short RTT average of the current and the previous window. */
+  #baseline(now: number, short: number): number {
+    if (now - this.#baseSince > BASELINE_WINDOW_MS) {
+      this.#basePrev = this.#baseCur;
+      this.#baseCur = Infinity;
+      this.#baseSince = now;
+    }
+    this.#baseCur = Math.min(this.#baseCur, short);
+    return Math.min(this.#baseCur, this.#basePrev);
   }
 
   /** Some request in flight has taken much longer than good answers do. */
@@ -198,6 +222,7 @@ export class ConcurrencyLimiter {
       stuckMs: Math.round(this.#stuckMs),
       rttShortMs: r(this.#short),
       rttLongMs: r(this.#long),
+      rttBaselineMs: r(Number.isFinite(Math.min(this.#baseCur, this.#basePrev)) ? Math.min(this.#baseCur, this.#basePrev) : undefined),
       drops: this.drops,
       cuts: this.cuts,
     };

@@ -15,8 +15,8 @@
 //     from the moment it arrives;
 //   - one cut per window: drops of requests sent before the last cut are old news and ignored;
 //   - a latency check in the manner of Gradient2 and Envoy: no growth while the short RTT average exceeds
-//     `TOLERANCE` × the baseline, and a ×0.9 cut when `SLOW_RUN` answers in a row took longer than
-//     `CUT_TOLERANCE` × it at high concurrency. The baseline is the lowest short average of the last 15-30 s (Envoy and Vegas use a
+//     `TOLERANCE` × the baseline, and a ×0.9 cut when three quarters of the last `SLOW_WINDOW` answers
+//     took longer than `CUT_TOLERANCE` × it, at high concurrency. The baseline is the lowest short average of the last 15-30 s (Envoy and Vegas use a
 //     minimum RTT): Gradient2's long-term average drifts up with a slowed origin and stops seeing it.
 // A 503/429 sent at concurrency k says the origin holds at most k-1 of ours: the cut goes at least
 // there (Vegas-like estimate; with other clients on the origin the ×0.9 cut is the smaller one). Growing
@@ -53,8 +53,8 @@ export type LimiterSnapshot = {
 const TOLERANCE = 2;
 /** Short RTT average past this factor of the baseline: the backend is slowing down under our load. */
 const CUT_TOLERANCE = 2.5;
-/** Answers in a row past CUT_TOLERANCE × the baseline before a latency cut. */
-const SLOW_RUN = 20;
+/** The latency cut looks at the median of this many recent answers. */
+const SLOW_WINDOW = 16;
 const SHORT_ALPHA = 0.1;
 const LONG_ALPHA = 0.02;
 const BACKOFF = 0.9;
@@ -89,7 +89,6 @@ export class ConcurrencyLimiter {
   #stuckMs = STUCK_FLOOR_MS * 50;
   #short: number | undefined;
   #long: number | undefined;
-  #slowRun = 0;
   #baseCur = Infinity;
   #basePrev = Infinity;
   #baseSince = -Infinity;
@@ -143,17 +142,16 @@ export class ConcurrencyLimiter {
     if (this.#long / Math.max(this.#short, 0.001) > 2) this.#long *= 0.95;
     const now = this.#now();
     const base = this.#baseline(now, this.#short);
-    // Past TOLERANCE × the baseline the backend stops growing. A cut needs SLOW_RUN answers in a row past
-    // CUT_TOLERANCE × it (an origin slowed by our load slows every answer; a busy machine's scheduling
-    // noise delays some), and is the gentle AIMD factor, once per window.
-    this.#slowRun = rtt > CUT_TOLERANCE * base && rtt - base > 1 ? this.#slowRun + 1 : 0;
-    if (this.#slowRun >= SLOW_RUN && t.at >= this.#lastCutAt && t.inflight >= this.#limit / 2) {
-      this.#slowRun = 0;
+    // Past TOLERANCE × the baseline the backend stops growing. A cut needs three quarters of the last
+    // SLOW_WINDOW answers past CUT_TOLERANCE × it (an origin slowed by our load slows most answers; a busy
+    // machine's scheduling noise delays some), and is the gentle AIMD factor, once per window.
+    this.#sampleRtt(rtt);
+    const q = this.#recentQuarter();
+    if (q > CUT_TOLERANCE * base && q - base > 1 && t.at >= this.#lastCutAt && t.inflight >= this.#limit / 2) {
       this.#cut(Math.floor(this.#limit * BACKOFF), now);
       return;
     }
     if (this.#short > TOLERANCE * base && this.#short - base > 1) return;
-    this.#sampleRtt(rtt);
     if (!probe || this.#limit >= this.#max) return;
     if (this.#late(now)) return;
     if (this.#limit + 1 >= this.#ceiling) {
@@ -177,6 +175,15 @@ export class ConcurrencyLimiter {
     }
     this.#baseCur = Math.min(this.#baseCur, short);
     return Math.min(this.#baseCur, this.#basePrev);
+  }
+
+  /** The fastest of the slowest three quarters of the last SLOW_WINDOW answers (fewer at the start), ms. */
+  #recentQuarter(): number {
+    const n = Math.min(SLOW_WINDOW, this.#rtts.length);
+    const last: number[] = [];
+    for (let i = 1; i <= n; i++) last.push(this.#rtts[(this.#rttNext - i + RTT_SAMPLES) % RTT_SAMPLES]!);
+    last.sort((a, b) => a - b);
+    return last[Math.floor(n / 4)]!;
   }
 
   /** Some request in flight has taken much longer than good answers do. */

@@ -8,7 +8,7 @@
 // answers 503 (or 429, or refuses) — often after a delay, so the news of an overshoot arrives a whole
 // second late. A latency-only limiter never sees that; a per-request AIMD keeps adding +1 per success
 // during that second and overshoots by dozens. So this is AIMD driven by drops, with two things from TCP
-// congestion avoidance and one from Gradient2:
+// congestion avoidance and a latency check:
 //   - one probe at a time: the limit grows by 1 only when the first request sent at the full limit (the
 //     probe) came back fine, and no request in flight is "stuck" (older than twice the recent p99 of good
 //     answers): a refusal that takes a second to come back holds growth from the moment it is late, not
@@ -16,8 +16,10 @@
 //   - one cut per window: drops of requests sent before the last cut are old news and ignored;
 //   - a latency check in the manner of Gradient2 and Envoy: no growth while the short RTT average exceeds
 //     `TOLERANCE` × the baseline, and a ×0.9 cut when three quarters of the last `SLOW_WINDOW` answers
-//     took longer than `CUT_TOLERANCE` × it, at high concurrency. The baseline is the lowest short average of the last 15-30 s (Envoy and Vegas use a
-//     minimum RTT): Gradient2's long-term average drifts up with a slowed origin and stops seeing it.
+//     took longer than `CUT_TOLERANCE` × it, at high concurrency. The baseline is the lowest short
+//     average of the last 15-30 s (Envoy and Vegas use a minimum RTT): Gradient2's long-term average
+//     drifts up with a slowed origin and stops seeing it. Three quarters, not every answer: an origin
+//     slowed by our load slows most answers, while a busy machine's scheduling noise delays some.
 // A 503/429 sent at concurrency k says the origin holds at most k-1 of ours: the cut goes at least
 // there (Vegas-like estimate; with other clients on the origin the ×0.9 cut is the smaller one). Growing
 // back to the level of the last refusal (`ceiling`) waits out a back-off that doubles while refusals keep
@@ -51,9 +53,9 @@ export type LimiterSnapshot = {
 
 /** Short RTT average may exceed the baseline by this factor before growth stops (Gradient2 uses 1.5-2). */
 const TOLERANCE = 2;
-/** Short RTT average past this factor of the baseline: the backend is slowing down under our load. */
+/** Answers past this factor of the baseline are slow; mostly slow answers mean the backend slows under our load. */
 const CUT_TOLERANCE = 2.5;
-/** The latency cut looks at the median of this many recent answers. */
+/** The latency cut looks at this many recent answers. */
 const SLOW_WINDOW = 16;
 const SHORT_ALPHA = 0.1;
 const LONG_ALPHA = 0.02;
@@ -142,9 +144,8 @@ export class ConcurrencyLimiter {
     if (this.#long / Math.max(this.#short, 0.001) > 2) this.#long *= 0.95;
     const now = this.#now();
     const base = this.#baseline(now, this.#short);
-    // Past TOLERANCE × the baseline the backend stops growing. A cut needs three quarters of the last
-    // SLOW_WINDOW answers past CUT_TOLERANCE × it (an origin slowed by our load slows most answers; a busy
-    // machine's scheduling noise delays some), and is the gentle AIMD factor, once per window.
+    // A cut needs three quarters of the last SLOW_WINDOW answers past CUT_TOLERANCE × the baseline, and is
+    // the gentle AIMD factor, once per window; past TOLERANCE × it the backend only stops growing.
     this.#sampleRtt(rtt);
     const q = this.#recentQuarter();
     if (q > CUT_TOLERANCE * base && q - base > 1 && t.at >= this.#lastCutAt && t.inflight >= this.#limit / 2) {

@@ -108,6 +108,18 @@ describe('the learned limit, its queue and a stale copy', () => {
     expect(h.origins[0]!.count('/c')).toBe(1);
   });
 
+  it('a slow origin facing a burst: slow start grows the limit before the queued requests time out', async () => {
+    h = await startPools({
+      origins: [{ behaviours: { '*': { kind: 'slow', firstByteMs: 1000, then: { cacheControl: 'no-store' } } } }],
+      config: () => ({ overload: { queue_timeout: '1500ms' } }), // initial_limit 20 (the default)
+    });
+    // 45 at once: 20 go, 25 wait. One round later the limit is 30 (slow start, ×1.5), so all 25 go then;
+    // one step at a time would leave 5 waiting two rounds (2 s), past the queue timeout.
+    const replies = await Promise.all(Array.from({ length: 45 }, (_, i) => h!.send(`/burst/${i}`)));
+    expect(replies.filter((r) => r.status !== 200).map((r) => r.headers['proxy-status'])).toEqual([]);
+    expect(h.pool().backends[0]!.limiter.limit).toBeGreaterThanOrEqual(30);
+  });
+
   it('an explicit max_connections stays a hard cap above the learned limit', async () => {
     h = await startPools({
       origins: [{ behaviours: { '*': { kind: 'slow', firstByteMs: 200, then: { cacheControl: 'no-store' } } } }],

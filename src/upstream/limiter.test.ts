@@ -25,8 +25,13 @@ describe('ConcurrencyLimiter', () => {
     for (let i = 0; i < 5; i++) ok(x, 3); // far below the limit: no reason to grow
     expect(x.l.limit).toBe(10);
     ok(x, 10); // sent at the full limit: a probe, and it came back fine
-    expect(x.l.limit).toBe(11);
+    expect(x.l.limit).toBe(15); // slow start: by half, until the origin first refuses
     expect(x.raised()).toBe(1);
+    const t = x.l.start(15);
+    x.l.finish(t, { kind: 'drop', overloaded: true }); // refused at 15
+    expect(x.l.limit).toBe(13);
+    ok(x, 13);
+    expect(x.l.limit).toBe(14); // one step at a time from now on
   });
 
   it('a 503 sent at concurrency k cuts to k-1 at most, once per window', () => {
@@ -60,7 +65,7 @@ describe('ConcurrencyLimiter', () => {
     refuse(); // refused at 11: limit 9 (×0.9), ceiling 11
     expect(x.l.limit).toBe(9);
     ok(x, 9);
-    expect(x.l.limit).toBe(10); // below the refused level: free
+    expect(x.l.limit).toBe(10); // below the refused level: free, one step
     ok(x, 10);
     expect(x.l.limit).toBe(10); // to the refused level: not before the back-off (1 s)
     x.clock.t += 1000;
@@ -85,7 +90,7 @@ describe('ConcurrencyLimiter', () => {
     expect(x.l.limit).toBe(10);
     x.l.finish(slow, { kind: 'none' });
     ok(x, 10);
-    expect(x.l.limit).toBe(11);
+    expect(x.l.limit).toBe(15);
   });
 
   it('latency growing well past its recent minimum cuts the limit, gently', () => {

@@ -9,10 +9,10 @@
 // second late. A latency-only limiter never sees that; a per-request AIMD keeps adding +1 per success
 // during that second and overshoots by dozens. So this is AIMD driven by drops, with two things from TCP
 // congestion avoidance and a latency check:
-//   - one probe at a time: the limit grows by 1 only when the first request sent at the full limit (the
+//   - one probe at a time: the limit grows only when the first request sent at the full limit (the
 //     probe) came back fine, and no request in flight is "stuck" (older than twice the recent p99 of good
 //     answers): a refusal that takes a second to come back holds growth from the moment it is late, not
-//     from the moment it arrives;
+//     from the moment it arrives. It grows by half (slow start) until the origin first refuses, then by 1;
 //   - one cut per window: drops of requests sent before the last cut are old news and ignored;
 //   - a latency check in the manner of Gradient2 and Envoy: no growth while the short RTT average exceeds
 //     `TOLERANCE` × the baseline, and a ×0.9 cut when three quarters of the last `SLOW_WINDOW` answers
@@ -161,7 +161,10 @@ export class ConcurrencyLimiter {
       // Twice the lateness bound: the request sent at the previous step may have left a little after it.
       if (now - this.#lastDropAt < this.#probeBackoffMs || now - this.#lastRaiseAt <= 2 * this.#stuckMs) return;
     }
-    this.#limit++;
+    // Slow start (TCP): until the origin has refused once, a confirmed probe grows the limit by half, so
+    // a slow origin facing a burst is not held at the initial limit while the queue times out; after
+    // that, one step at a time.
+    this.#limit = Math.min(this.#max, this.#limit + (Number.isFinite(this.#ceiling) ? 1 : Math.max(1, Math.floor(this.#limit / 2))));
     this.#lastRaiseAt = now;
     if (this.#limit >= this.#ceiling) this.#ceiling = this.#limit + 1;
     this.#onRaise();

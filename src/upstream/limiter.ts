@@ -12,7 +12,8 @@
 //   - one probe at a time: the limit grows only when the first request sent at the full limit (the
 //     probe) came back fine, and no request in flight is "stuck" (older than twice the recent p99 of good
 //     answers): a refusal that takes a second to come back holds growth from the moment it is late, not
-//     from the moment it arrives. It grows by half (slow start) until the origin first refuses, then by 1;
+//     from the moment it arrives. It grows by half (slow start) while probes are as fast as the baseline
+//     and the origin never refused, else by 1;
 //   - one cut per window: drops of requests sent before the last cut are old news and ignored;
 //   - a latency check in the manner of Gradient2 and Envoy: no growth while the short RTT average exceeds
 //     `TOLERANCE` × the baseline, and a ×0.9 cut when three quarters of the last `SLOW_WINDOW` answers
@@ -55,6 +56,8 @@ export type LimiterSnapshot = {
 const TOLERANCE = 2;
 /** Answers past this factor of the baseline are slow; mostly slow answers mean the backend slows under our load. */
 const CUT_TOLERANCE = 2.5;
+/** Slow start steps only on a probe at most this factor of the baseline. */
+const SLOW_START_TOLERANCE = 1.5;
 /** The latency cut looks at this many recent answers. */
 const SLOW_WINDOW = 16;
 const SHORT_ALPHA = 0.1;
@@ -161,10 +164,11 @@ export class ConcurrencyLimiter {
       // Twice the lateness bound: the request sent at the previous step may have left a little after it.
       if (now - this.#lastDropAt < this.#probeBackoffMs || now - this.#lastRaiseAt <= 2 * this.#stuckMs) return;
     }
-    // Slow start (TCP): until the origin has refused once, a confirmed probe grows the limit by half, so
-    // a slow origin facing a burst is not held at the initial limit while the queue times out; after
-    // that, one step at a time.
-    this.#limit = Math.min(this.#max, this.#limit + (Number.isFinite(this.#ceiling) ? 1 : Math.max(1, Math.floor(this.#limit / 2))));
+    // Slow start (TCP): until the origin has refused once, a probe that came back as fast as the baseline
+    // grows the limit by half, so a slow origin facing a burst is not held at the initial limit while the
+    // queue times out; a slower probe (the origin starts to feel it), or any probe after a refusal, one step.
+    const slowStart = !Number.isFinite(this.#ceiling) && rtt <= SLOW_START_TOLERANCE * base;
+    this.#limit = Math.min(this.#max, this.#limit + (slowStart ? Math.max(1, Math.floor(this.#limit / 2)) : 1));
     this.#lastRaiseAt = now;
     if (this.#limit >= this.#ceiling) this.#ceiling = this.#limit + 1;
     this.#onRaise();

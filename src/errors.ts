@@ -33,52 +33,186 @@ export type Phase = 'route' | 'choose' | 'queue' | 'coalesce' | 'dns' | 'connect
 /** Who is at fault: the origin side, the client side, or Lacquer itself. */
 export type Source = 'upstream' | 'downstream' | 'internal';
 
-/** The class in plain words, for the error page. */
-export const PLAIN: Record<ErrorType, string> = {
-  dns_error: "The origin server's name could not be resolved.",
-  dns_timeout: "Resolving the origin server's name timed out.",
-  connection_refused: 'The origin server refused the connection: nothing is listening there right now.',
-  connection_timeout: 'Connecting to the origin server timed out.',
-  tls_certificate_error: "The origin server's TLS certificate was rejected.",
-  tls_protocol_error: 'The TLS handshake with the origin server failed.',
-  tls_alert_received: 'The origin server aborted the TLS handshake.',
-  connection_limit_reached: 'The origin server is at its connection limit and the wait for a free slot ran out.',
-  destination_unavailable: 'No healthy origin server is available.',
-  connection_terminated: 'The origin server closed the connection before answering.',
-  http_response_timeout: 'The origin server did not answer in time.',
-  connection_read_timeout: 'The origin server stopped sending the response.',
-  http_response_incomplete: "The origin server's response ended early.",
-  http_protocol_error: 'The origin server sent something that is not valid HTTP.',
-  http_response_header_section_size: "The origin server's response headers were too large.",
-  connection_write_timeout: 'Sending the request to the origin server timed out.',
-  http_request_error: 'Sending the request to the origin server failed.',
-  proxy_internal_error: 'The proxy ran out of a resource it needs.',
-  proxy_configuration_error: 'No route is configured for this request.',
+/**
+ * Whether a retry of a failed attempt may go elsewhere: `any-method` (nothing reached an origin),
+ * `idempotent` (RFC 9110 §9.2.2 methods with a replayable body, before any response byte went out),
+ * `if-configured` (idempotent, and only when the policy asks: `retries.on_timeout`), `never`.
+ */
+export type Retryable = 'any-method' | 'idempotent' | 'if-configured' | 'never';
+
+/** Everything Lacquer knows about one failure class, in one row (FAILURES.md, one line per class). */
+export type ErrorClass = {
+  /** The class in plain words, for the error page. */
+  plain: string;
+  /** The operator's one-line hint, from the last column of FAILURES.md. */
+  hint: string;
+  /** The failure says something about the backend (passive health counts it); our own caps and the client's faults do not. */
+  backendFault: boolean;
+  /** Whether any byte of the request can have reached an origin: `nothing` makes a retry free of origin load. */
+  sent: 'nothing' | 'maybe';
+  retryable: Retryable;
 };
 
-/** The operator's one-line hint, from the last column of FAILURES.md. */
-export const HINTS: Record<ErrorType, string> = {
-  dns_error: 'Check the DNS record and the resolver; a typo or a stale record is the usual cause.',
-  dns_timeout: 'The resolver failed or stalled; check it, cache lookups, or raise UV_THREADPOOL_SIZE.',
-  connection_refused: 'The app is down, restarting, on another port or bound to another interface. Safe to retry elsewhere: nothing was sent.',
-  connection_timeout: 'SYNs are dropped (firewall), the host is dead, or its accept backlog is full; check the network path. Safe to retry.',
-  tls_certificate_error: 'Check the certificate subject and expiry and the SNI sent; renew or fix the chain.',
-  tls_protocol_error: 'TLS spoken to a plain port, or no common protocol version; check the backend URL scheme and port.',
-  tls_alert_received: 'The origin rejected the handshake (often SNI or client-certificate related); check its TLS logs.',
-  connection_limit_reached: 'A slow backend holds every connection slot; raise max_connections only if the backend has headroom, and look at its latency.',
-  destination_unavailable: "Every backend is sick or ejected: a real outage, or over-eager health checks. Look at each backend's probe history.",
-  connection_terminated:
-    "The origin closed the connection: crash, OOM, or its keep-alive timeout is shorter than the proxy's idle timeout (timeouts.idle). Keep the pool idle timeout below the origin's.",
-  http_response_timeout: "A slow app or database. Give this route its own first_byte timeout, and compare the backend's recent TTFB to the limit; do not retry non-idempotent requests.",
-  connection_read_timeout: 'The body stream stalled (overload or a GC pause). The partial object was not cached and the client connection was aborted.',
-  http_response_incomplete: 'The backend crashed mid-body or sent a wrong Content-Length. The partial object was not cached and the client connection was aborted.',
-  http_protocol_error: 'Wrong protocol on that port (TLS, h2c, not HTTP) or bad header bytes; check the backend URL and the first bytes received.',
-  http_response_header_section_size: 'Huge Set-Cookie, CSP, cache-tag or JWT headers: shrink them or raise limits.response_header_size.',
-  connection_write_timeout: 'The backend stopped reading the request; it may have answered early and closed.',
-  http_request_error: 'Sending the request failed: the backend answered early (e.g. 413) and closed, or the client stopped sending its body.',
-  proxy_internal_error: 'Raise LimitNOFILE, reuse connections, grow the cache or pass large objects.',
-  proxy_configuration_error: 'Add a route or a default pool for this host and path.',
+/**
+ * The one table of failure classes. Retry decisions, passive health, error pages, log hints and the
+ * retry budget read it; nothing else lists classes (the lists in errors.ts and health/outlier.ts it
+ * replaces drifted apart).
+ */
+export const ERROR_CLASSES: { readonly [T in ErrorType]: Readonly<ErrorClass> } = {
+  dns_error: {
+    plain: "The origin server's name could not be resolved.",
+    hint: 'Check the DNS record and the resolver; a typo or a stale record is the usual cause.',
+    backendFault: true,
+    sent: 'nothing',
+    retryable: 'any-method',
+  },
+  dns_timeout: {
+    plain: "Resolving the origin server's name timed out.",
+    hint: 'The resolver failed or stalled; check it, cache lookups, or raise UV_THREADPOOL_SIZE.',
+    backendFault: true,
+    sent: 'nothing',
+    retryable: 'any-method',
+  },
+  connection_refused: {
+    plain: 'The origin server refused the connection: nothing is listening there right now.',
+    hint: 'The app is down, restarting, on another port or bound to another interface. Safe to retry elsewhere: nothing was sent.',
+    backendFault: true,
+    sent: 'nothing',
+    retryable: 'any-method',
+  },
+  connection_timeout: {
+    plain: 'Connecting to the origin server timed out.',
+    hint: 'SYNs are dropped (firewall), the host is dead, or its accept backlog is full; check the network path. Safe to retry.',
+    backendFault: true,
+    sent: 'nothing',
+    retryable: 'any-method',
+  },
+  tls_certificate_error: {
+    plain: "The origin server's TLS certificate was rejected.",
+    hint: 'Check the certificate subject and expiry and the SNI sent; renew or fix the chain.',
+    backendFault: true,
+    sent: 'nothing',
+    retryable: 'any-method',
+  },
+  tls_protocol_error: {
+    plain: 'The TLS handshake with the origin server failed.',
+    hint: 'TLS spoken to a plain port, or no common protocol version; check the backend URL scheme and port.',
+    backendFault: true,
+    sent: 'nothing',
+    retryable: 'any-method',
+  },
+  tls_alert_received: {
+    plain: 'The origin server aborted the TLS handshake.',
+    hint: 'The origin rejected the handshake (often SNI or client-certificate related); check its TLS logs.',
+    backendFault: true,
+    sent: 'nothing',
+    retryable: 'any-method',
+  },
+  connection_limit_reached: {
+    plain: 'The origin server is at its concurrency limit and the wait for a free slot ran out.',
+    hint: "Every slot of the backend (its learned concurrency limit, or max_connections) is busy and the queue is full or its wait (overload.queue_timeout) ran out: a slow or overloaded backend. Look at its latency and its learned limit in /api/backends; add capacity rather than raising the cap.",
+    backendFault: false, // our own cap: the backend did nothing wrong
+    sent: 'nothing',
+    retryable: 'any-method',
+  },
+  destination_unavailable: {
+    plain: 'No healthy origin server is available.',
+    hint: "Every backend is sick or ejected: a real outage, or over-eager health checks. Look at each backend's probe history.",
+    backendFault: false,
+    sent: 'nothing',
+    retryable: 'never',
+  },
+  connection_terminated: {
+    plain: 'The origin server closed the connection before answering.',
+    hint: "The origin closed the connection: crash, OOM, or its keep-alive timeout is shorter than the proxy's idle timeout (timeouts.idle). Keep the pool idle timeout below the origin's.",
+    backendFault: true, // except the keep-alive race (a reused socket): see health/outlier.ts verdictOf
+    sent: 'maybe',
+    retryable: 'idempotent',
+  },
+  http_response_timeout: {
+    plain: 'The origin server did not answer in time.',
+    hint: "A slow app or database. Give this route its own first_byte timeout, and compare the backend's recent TTFB to the limit; do not retry non-idempotent requests.",
+    backendFault: true,
+    sent: 'maybe',
+    retryable: 'if-configured',
+  },
+  connection_read_timeout: {
+    plain: 'The origin server stopped sending the response.',
+    hint: 'The body stream stalled (overload or a GC pause). The partial object was not cached and the client connection was aborted.',
+    backendFault: true,
+    sent: 'maybe',
+    retryable: 'never',
+  },
+  http_response_incomplete: {
+    plain: "The origin server's response ended early.",
+    hint: 'The backend crashed mid-body or sent a wrong Content-Length. The partial object was not cached and the client connection was aborted (or, when nothing had been sent yet, the client got this explained error).',
+    backendFault: true,
+    sent: 'maybe',
+    retryable: 'never',
+  },
+  http_protocol_error: {
+    plain: 'The origin server sent something that is not valid HTTP.',
+    hint: 'Wrong protocol on that port (TLS, h2c, not HTTP) or bad header bytes; check the backend URL and the first bytes received.',
+    backendFault: true,
+    sent: 'maybe',
+    retryable: 'never',
+  },
+  http_response_header_section_size: {
+    plain: "The origin server's response headers were too large.",
+    hint: 'Huge Set-Cookie, CSP, cache-tag or JWT headers: shrink them or raise limits.response_header_size.',
+    backendFault: true,
+    sent: 'maybe',
+    retryable: 'never',
+  },
+  connection_write_timeout: {
+    plain: 'Sending the request to the origin server timed out.',
+    hint: 'The backend stopped reading the request; it may have answered early and closed.',
+    backendFault: false,
+    sent: 'maybe',
+    retryable: 'never',
+  },
+  http_request_error: {
+    plain: 'Sending the request to the origin server failed.',
+    hint: 'Sending the request failed: the backend answered early (e.g. 413) and closed, or the client stopped sending its body.',
+    backendFault: false,
+    sent: 'maybe',
+    retryable: 'never',
+  },
+  proxy_internal_error: {
+    plain: 'The proxy ran out of a resource it needs.',
+    hint: 'Raise LimitNOFILE, reuse connections, grow the cache or pass large objects.',
+    backendFault: false,
+    sent: 'maybe', // EMFILE at connect sends nothing; the phase says so (ProxyError.nothingSent)
+    retryable: 'never',
+  },
+  proxy_configuration_error: {
+    plain: 'No route is configured for this request.',
+    hint: 'Add a route or a default pool for this host and path.',
+    backendFault: false,
+    sent: 'nothing',
+    retryable: 'never',
+  },
 };
+
+/** The class in plain words, for the error page (a view of ERROR_CLASSES). */
+export const PLAIN: Readonly<Record<ErrorType, string>> = Object.fromEntries(ERROR_TYPES.map((t) => [t, ERROR_CLASSES[t].plain])) as Record<ErrorType, string>;
+
+/** The operator's one-line hint (a view of ERROR_CLASSES). */
+export const HINTS: Readonly<Record<ErrorType, string>> = Object.fromEntries(ERROR_TYPES.map((t) => [t, ERROR_CLASSES[t].hint])) as Record<ErrorType, string>;
+
+/**
+ * Nothing of the request can have reached an origin for this class: a retry adds no origin load, so
+ * retry budgeting (issue 9 item 2) need not charge it. Class-level; `ProxyError.nothingSent` also knows
+ * the phase of one failure.
+ */
+export function sentNothing(type: ErrorType): boolean {
+  return ERROR_CLASSES[type].sent === 'nothing';
+}
+
+/** The failure says something about the backend's health (passive health counts it). */
+export function isBackendFault(type: ErrorType): boolean {
+  return ERROR_CLASSES[type].backendFault;
+}
 
 export type Timings = { dnsMs?: number; connectMs?: number; tlsMs?: number; ttfbMs?: number; totalMs?: number };
 
@@ -153,7 +287,7 @@ export class ProxyError extends Error {
 
   /** Nothing reached the origin: retrying on another backend is safe for any method. */
   get nothingSent(): boolean {
-    return this.phase === 'dns' || this.phase === 'connect' || this.phase === 'tls' || this.phase === 'queue' || this.phase === 'choose';
+    return sentNothing(this.type) || this.phase === 'dns' || this.phase === 'connect' || this.phase === 'tls' || this.phase === 'queue' || this.phase === 'choose';
   }
 
   /** RFC 9209 `details`, e.g. `first_byte_timeout=5s elapsed=5.003s`. */
@@ -167,7 +301,7 @@ export class ProxyError extends Error {
   }
 
   get hint(): string {
-    return HINTS[this.type];
+    return ERROR_CLASSES[this.type].hint;
   }
 }
 

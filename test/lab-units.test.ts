@@ -84,9 +84,9 @@ describe('summary', () => {
 });
 
 describe('scenarios', () => {
-  it('all eleven, bounded: full ≤ 60 s, short ≤ 10 s, faults inside the run, load phases inside the run', () => {
+  it('all twelve, bounded: full ≤ 60 s, short ≤ 10 s, faults inside the run, load phases inside the run', () => {
     expect(SCENARIOS.map((s) => s.name)).toEqual([
-      'origin-down-warm', 'node-dies', 'slow-origin', 'keepalive-race', 'thundering-herd', 'overload', 'flaky-5xx', 'mid-body-reset',
+      'origin-down-warm', 'node-dies', 'slow-origin', 'keepalive-race', 'thundering-herd', 'overload', 'capacity-limited', 'flaky-5xx', 'mid-body-reset',
       'rolling-restart', 'black-hole', 'sole-backend-partial-failure',
     ]);
     for (const s of SCENARIOS) {

@@ -42,6 +42,12 @@ export type BackendRow = {
   inflight: number;
   max_connections: number | null;
   queue_length: number;
+  /** The concurrency limit in force: learned (adaptive) under max_connections; null = none. */
+  concurrency_limit: number | null;
+  adaptive: boolean;
+  /** Mean and maximum of the recent waits for a slot, ms. */
+  queue_wait_ms_mean: number;
+  queue_wait_ms_max: number;
   ejections: number;
   ttfb_p50_ms: number | null;
   ttfb_p99_ms: number | null;
@@ -94,6 +100,10 @@ export function backendsView(d: AdminDeps, pools: PoolSnapshot[] = snapshots(d.c
         inflight: b.inflight,
         max_connections: b.maxConnections,
         queue_length: b.queueLength,
+        concurrency_limit: b.concurrencyLimit ?? b.maxConnections,
+        adaptive: b.adaptive ?? false,
+        queue_wait_ms_mean: r1(b.queueWaits?.recentMeanMs) ?? 0,
+        queue_wait_ms_max: r1(b.queueWaits?.recentMaxMs) ?? 0,
         ejections: b.ejections,
         ttfb_p50_ms: r1(b.ttfbP50 ?? (has ? quantile(mine.ttfb, 0.5) : undefined)),
         ttfb_p99_ms: r1(b.ttfbP99 ?? (has ? quantile(mine.ttfb, 0.99) : undefined)),

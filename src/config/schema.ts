@@ -176,7 +176,7 @@ const Backend = z.strictObject({
     .int()
     .positive()
     .optional()
-    .meta({ description: 'Most concurrent connections to this backend. Default: unlimited.' }),
+    .meta({ description: 'Most concurrent requests (= connections) to this backend: a hard cap above the learned limit (`overload.adaptive`). Default: none but the learned limit.' }),
   weight: z.number().positive().default(1).meta({ description: 'Relative share of traffic.', default: 1 }),
   zone: z.string().optional().meta({ description: 'Optional zone label, for zone-aware pools.' }),
 });
@@ -540,13 +540,46 @@ const Retries = z.strictObject({
 });
 
 const Overload = z.strictObject({
-  queue_timeout: duration('1s', 'Longest wait for a free slot (a backend’s `max_connections`, or the pool’s `max_concurrency`); past it `connection_limit_reached`.'),
+  queue_timeout: duration(
+    '1s',
+    'Longest wait for a free slot (a backend’s learned limit or `max_connections`, or the pool’s `max_concurrency`); past it `connection_limit_reached`. A cacheable request with a usable stale copy does not wait: it gets the stale copy at once.',
+  ),
   backend_queue: z
     .number()
     .int()
     .min(0)
-    .default(32)
-    .meta({ description: 'Requests that may wait for one backend at its `max_connections`; beyond it they fail `connection_limit_reached` at once (and are retried elsewhere).', default: 32 }),
+    .default(1000)
+    .meta({
+      description:
+        'Requests that may wait (first in, first out) for one backend at its concurrency limit; beyond it they fail `connection_limit_reached` at once (and are retried elsewhere). Large on purpose: the wait is bounded by `queue_timeout`, and the queue is where an adaptive limit puts the requests the origin cannot take yet.',
+      default: 1000,
+    }),
+  adaptive: z
+    .boolean()
+    .default(true)
+    .meta({
+      description:
+        'Learn each backend’s concurrency limit (AIMD on the origin’s 503/429, refusals and timeouts, paced by one probe at a time, with a latency check; see src/upstream/limiter.ts): requests beyond it wait in the backend queue instead of overloading the origin. An explicit `max_connections` stays a hard cap above it. Off: only `max_connections` limits.',
+      default: true,
+    }),
+  initial_limit: z
+    .number()
+    .int()
+    .min(1)
+    .default(20)
+    .meta({ description: 'The learned limit a backend starts at (Netflix concurrency-limits starts at 20); it grows while the backend keeps up, one step per confirmed probe.', default: 20 }),
+  min_limit: z
+    .number()
+    .int()
+    .min(1)
+    .default(2)
+    .meta({ description: 'The learned limit never goes below this (Envoy’s adaptive concurrency uses 3).', default: 2 }),
+  max_limit: z
+    .number()
+    .int()
+    .min(1)
+    .default(1000)
+    .meta({ description: 'The learned limit never goes above this (nor above the backend’s `max_connections`).', default: 1000 }),
   max_concurrency: z
     .number()
     .int()
@@ -563,7 +596,7 @@ const Overload = z.strictObject({
         'Requests that may wait for a pool slot. When it is full, load is shed: a cacheable request gets its stale copy if it has one, others a fast 503 with `Retry-After` (`connection_limit_reached`).',
       default: 64,
     }),
-});
+}).refine((o) => o.min_limit <= o.max_limit, { message: '`min_limit` at most `max_limit`', path: ['min_limit'] });
 
 const DIRECTORS = ['round_robin', 'random', 'least_connections', 'hash', 'fallback'] as const;
 

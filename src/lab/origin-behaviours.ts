@@ -39,8 +39,10 @@ export type Behaviour =
   /** Answer `status` (default 503) with probability `probability` (default 1), otherwise a normal response. */
   | { kind: 'error'; status?: number; probability?: number; body?: string; headers?: Record<string, string | string[]>; otherwise?: NormalOpts }
   /** Overloaded app. Load = concurrent in-flight requests at the origin (all paths, this one included) when the
-   *  request head arrived. load > capacity → slowed by slowMs; load > failAbove (default 2×capacity) → 503. */
-  | { kind: 'capacity'; capacity: number; slowMs: number; failAbove?: number; then?: NormalOpts };
+   *  request head arrived. load > capacity → slowed by slowMs; load > failAbove (default 2×capacity) → 503.
+   *  failDelayMs: the 503 comes after this delay (an app whose queue times out), and requests waiting for
+   *  their 503 do not count as load (they hold no worker). */
+  | { kind: 'capacity'; capacity: number; slowMs: number; failAbove?: number; failDelayMs?: number; then?: NormalOpts };
 
 export type BehaviourKind = Behaviour['kind'];
 
@@ -149,6 +151,7 @@ export function parseBehaviour(v: unknown): Behaviour {
       num(v, 'capacity', w, true, 1);
       num(v, 'slowMs', w, true);
       num(v, 'failAbove', w, false, 1);
+      num(v, 'failDelayMs', w, false);
       normalOpts(v.then, `${w}.then`);
       break;
   }

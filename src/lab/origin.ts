@@ -45,7 +45,7 @@ export type RequestLogEntry = {
   behaviour: string;
 };
 
-export type OriginStats = { total: number; connections: number; inFlight: number; paths: Record<string, number> };
+export type OriginStats = { total: number; connections: number; inFlight: number; paths: Record<string, number>; /** Most requests in flight at once since start (or the last reset()). */ peakInFlight?: number };
 
 export type Origin = {
   url: string;
@@ -89,6 +89,9 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
   let connections = 0;
   let connectionSeq = 0;
   let inFlight = 0;
+  let peakInFlight = 0;
+  /** Requests waiting for a delayed capacity 503: in flight, but holding no worker. */
+  let refusing = 0;
   let closed = false;
 
   const set = (path: string, b: Behaviour): void => {
@@ -103,11 +106,12 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     timers.add(t);
   });
 
-  const stats = (): OriginStats => ({ total, connections, inFlight, paths: Object.fromEntries(perPath) });
+  const stats = (): OriginStats => ({ total, connections, inFlight, paths: Object.fromEntries(perPath), peakInFlight });
 
   const reset = (): void => {
     total = 0;
     connections = 0;
+    peakInFlight = inFlight;
     perPath.clear();
     requests.length = 0;
   };
@@ -141,7 +145,8 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     perPath.set(path, served);
     const info = socketInfo.get(req.socket) ?? { id: 0, requests: 0 };
     inFlight++;
-    const load = inFlight;
+    if (inFlight > peakInFlight) peakInFlight = inFlight;
+    const load = inFlight - refusing;
     const socket = req.socket;
     let done = false;
     const finish = (): void => {
@@ -298,7 +303,10 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
         const failAbove = b.failAbove ?? 2 * b.capacity;
         const extra = { 'x-lab-load': String(ctx.load) };
         if (ctx.load > failAbove) {
-          return respond(ctx, { status: 503, body: 'lab overloaded\n', headers: { 'retry-after': '1' } }, 0, extra);
+          const refuse = { status: 503, body: 'lab overloaded\n', headers: { 'retry-after': '1' } };
+          if (!(b.failDelayMs! > 0)) return respond(ctx, refuse, 0, extra);
+          refusing++;
+          return respond(ctx, refuse, b.failDelayMs, extra).finally(() => refusing--);
         }
         return respond(ctx, b.then ?? {}, ctx.load > b.capacity ? b.slowMs : 0, extra);
       }

@@ -14,6 +14,8 @@ export type HealthContext = {
   healthy: string;
   inflight: number;
   max: number | null;
+  /** The backend's learned concurrency limit, when adaptive. */
+  limit?: number;
   /** Requests waiting for a connection slot on the backend. */
   queued?: number;
   /** Passive health as a circuit: `closed`, `open until <time>`, `half-open`. */

@@ -41,6 +41,10 @@ export class Metrics {
   readonly backendState: Gauge<'pool' | 'backend' | 'state'>;
   readonly backendInflight: Gauge<'pool' | 'backend'>;
   readonly backendQueue: Gauge<'pool' | 'backend'>;
+  readonly backendLimit: Gauge<'pool' | 'backend'>;
+  readonly backendQueueWaits: Counter<'pool' | 'backend'>;
+  readonly backendQueueWaitSeconds: Counter<'pool' | 'backend'>;
+  readonly #queueWaitsSeen = new Map<string, { count: number; totalMs: number }>();
   readonly backendEjections: Counter<'pool' | 'backend'>;
   readonly poolHealthy: Gauge<'pool'>;
   readonly poolPanic: Gauge<'pool'>;
@@ -112,7 +116,25 @@ export class Metrics {
     this.backendInflight = new Gauge({ name: 'lacquer_backend_inflight', help: 'Fetches in flight to the backend now.', labelNames: ['pool', 'backend'], registers });
     this.backendQueue = new Gauge({
       name: 'lacquer_backend_queue_length',
-      help: 'Requests waiting for a connection slot of the backend (max_connections reached).',
+      help: 'Requests waiting (FIFO) for a slot of the backend: its concurrency limit (learned, or max_connections) is reached.',
+      labelNames: ['pool', 'backend'],
+      registers,
+    });
+    this.backendLimit = new Gauge({
+      name: 'lacquer_backend_concurrency_limit',
+      help: 'Requests the backend may have at once now: the learned (adaptive) limit under max_connections. Absent when there is no limit.',
+      labelNames: ['pool', 'backend'],
+      registers,
+    });
+    this.backendQueueWaits = new Counter({
+      name: 'lacquer_backend_queue_waits_total',
+      help: 'Requests that asked the backend for a slot and got one or gave up waiting (a slot taken at once counts, with 0 s of wait).',
+      labelNames: ['pool', 'backend'],
+      registers,
+    });
+    this.backendQueueWaitSeconds = new Counter({
+      name: 'lacquer_backend_queue_wait_seconds_total',
+      help: 'Time spent waiting for a slot of the backend; divided by lacquer_backend_queue_waits_total, the mean wait.',
       labelNames: ['pool', 'backend'],
       registers,
     });
@@ -218,7 +240,7 @@ export class Metrics {
 
   #refresh(): void {
     const pools = this.#src.pools();
-    for (const g of [this.backendHealthy, this.backendState, this.backendInflight, this.backendQueue, this.poolHealthy, this.poolPanic]) g.reset();
+    for (const g of [this.backendHealthy, this.backendState, this.backendInflight, this.backendQueue, this.backendLimit, this.poolHealthy, this.poolPanic]) g.reset();
     for (const p of pools) {
       this.poolHealthy.labels(p.name).set(p.healthy);
       this.poolPanic.labels(p.name).set(p.panic ? 1 : 0);
@@ -228,7 +250,15 @@ export class Metrics {
         for (const s of ['healthy', 'sick', 'ejected', 'draining', 'half-open']) this.backendState.labels(p.name, b.name, s).set(b.state === s ? 1 : 0);
         this.backendInflight.labels(p.name, b.name).set(b.inflight);
         this.backendQueue.labels(p.name, b.name).set(b.queueLength);
+        if (b.concurrencyLimit !== undefined && b.concurrencyLimit !== null) this.backendLimit.labels(p.name, b.name).set(b.concurrencyLimit);
         const key = `${p.name}/${b.name}`;
+        if (b.queueWaits) {
+          // Counters from the backend's running totals: add what happened since the last scrape.
+          const seenWaits = this.#queueWaitsSeen.get(key) ?? { count: 0, totalMs: 0 };
+          this.backendQueueWaits.labels(p.name, b.name).inc(Math.max(0, b.queueWaits.count - seenWaits.count));
+          this.backendQueueWaitSeconds.labels(p.name, b.name).inc(Math.max(0, b.queueWaits.totalMs - seenWaits.totalMs) / 1000);
+          this.#queueWaitsSeen.set(key, { count: Math.max(seenWaits.count, b.queueWaits.count), totalMs: Math.max(seenWaits.totalMs, b.queueWaits.totalMs) });
+        }
         const seen = this.#ejectionsSeen.get(key) ?? 0;
         if (b.ejections > seen) this.backendEjections.labels(p.name, b.name).inc(b.ejections - seen);
         else if (seen === 0) this.backendEjections.labels(p.name, b.name).inc(0);

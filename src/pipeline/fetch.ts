@@ -32,6 +32,8 @@ export interface FetchSink {
    * forwarded) nor 100 (an unsolicited 100 Continue says nothing the client needs: consumed here).
    */
   onInterim?(status: number, headers: Headers, statusMessage: string): void;
+  /** The request is being written to a connected socket (connecting is over). */
+  onStart?(): void;
   onHeaders(status: number, headers: Headers, statusMessage: string, control: FetchControl): void;
   onData(chunk: Buffer): void;
   onEnd(): void;
@@ -121,7 +123,10 @@ export function fetchOnce(backend: Backend, req: FetchRequest, sink: FetchSink, 
       onSocketChosen((r) => (reused = r));
       started = true;
       if (aborted) ctl.abort(new Error('aborted before start'));
-      else armFirstByte();
+      else {
+        armFirstByte();
+        sink.onStart?.();
+      }
     },
     onResponseStart(_ctl, statusCode, headers, statusMessage) {
       if (done || aborted) return;
@@ -184,20 +189,28 @@ export function fetchOnce(backend: Backend, req: FetchRequest, sink: FetchSink, 
 
   backend.inflight++;
   backend.counters.requests++;
-  backend.dispatcherFor(opts.fresh === true).dispatch(
-    {
-      origin: backend.origin,
-      path: req.path,
-      method: req.method,
-      headers: req.headers,
-      body: req.body,
-      // GET/HEAD without a body may be sent on a reused socket; the retry decision is ours, not undici's.
-      idempotent: false,
-      blocking: true,
-      // undici's backstop timeouts follow a route's longer limits too.
-      ...(opts.timeouts ? { headersTimeout: timeouts.first_byte, bodyTimeout: timeouts.between_bytes } : {}),
-    },
-    handler,
-  );
+  // undici validates the request inside dispatch() and reports what it rejects (a second Host, a header
+  // value it refuses) through onResponseError synchronously, before dispatch() returns; a dispatcher may
+  // also throw. Either way the failure goes through the one error path, so the attempt settles once and
+  // `inflight` is given back (issue 9: a swallowed synchronous error left a request hanging forever).
+  try {
+    backend.dispatcherFor(opts.fresh === true).dispatch(
+      {
+        origin: backend.origin,
+        path: req.path,
+        method: req.method,
+        headers: req.headers,
+        body: req.body,
+        // GET/HEAD without a body may be sent on a reused socket; the retry decision is ours, not undici's.
+        idempotent: false,
+        blocking: true,
+        // undici's backstop timeouts follow a route's longer limits too.
+        ...(opts.timeouts ? { headersTimeout: timeouts.first_byte, bodyTimeout: timeouts.between_bytes } : {}),
+      },
+      handler,
+    );
+  } catch (err) {
+    handler.onResponseError?.(controller as Dispatcher.DispatchController, err as Error);
+  }
   return handle;
 }

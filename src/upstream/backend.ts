@@ -1,16 +1,20 @@
 // One origin server: its undici connection pool, its effective timeouts, its connection slots (the
-// `max_connections` cap and its wait queue), its health, and its live counters.
+// learned concurrency limit under the `max_connections` cap, and its wait queue), its health, and its
+// live counters.
 // State belongs to its owner, the BackendPool (pool.ts); health and ejection hang off this object.
 import { Client, Pool, type Dispatcher } from 'undici';
 import type { BackendConfig, HealthConfig, OverloadConfig, ProbeConfig, TimeoutConfig } from '../config/schema.ts';
 import { sectionDefaults } from './defaults.ts';
 import { Gate } from './gate.ts';
+import { ConcurrencyLimiter } from './limiter.ts';
 import { BackendHealth } from './health/status.ts';
 
 export type BackendOptions = { timeouts: TimeoutConfig; responseHeaderSize: number };
 
 /** Recent time-to-first-byte samples kept per backend for the percentiles in failure reports. */
 const TTFB_SAMPLES = 256;
+/** Recent queue waits kept per backend (the admin plane shows their mean and maximum). */
+const WAIT_SAMPLES = 128;
 
 export class Backend {
   readonly name: string;
@@ -22,10 +26,16 @@ export class Backend {
   readonly timeouts: TimeoutConfig;
   readonly dispatcher: Pool;
   /**
-   * Connection slots: at most `max_connections` requests at once, the rest wait in a bounded queue.
-   * Replaced by the owning pool (its `overload.backend_queue`).
+   * Connection slots: at most the learned limit (never above `max_connections`) requests at once, the
+   * rest wait in a bounded FIFO queue. Replaced by the owning pool (its `overload` section).
    */
   slots: Gate;
+  /** The learned concurrency limit (issue 9 item 4); attempts report their outcome to it. */
+  limiter: ConcurrencyLimiter;
+  /** Time spent waiting for a slot: totals since start (metrics) and recent samples (admin plane). */
+  readonly queueWaits = { count: 0, totalMs: 0 };
+  readonly #waits: number[] = [];
+  #waitNext = 0;
   /** Probes, ejection, override, slow start. Replaced by the owning pool with its settings (`adopt`). */
   health: BackendHealth;
   /** Requests currently being fetched from this backend. */
@@ -60,14 +70,43 @@ export class Backend {
     // `slots` caps requests (pipelining 1: one request per socket, so it caps sockets too).
     this.dispatcher = new Pool(this.origin, { ...this.#clientOptions, connections: null });
     const d = sectionDefaults();
-    this.slots = new Gate(cfg.max_connections ?? 0, d.overload.backend_queue);
     this.health = new BackendHealth(d.health, d.probe);
+    [this.limiter, this.slots] = this.#gate(d.overload);
   }
 
   /** Called by the pool that owns this backend: its health and queue settings apply. */
   adopt(health: HealthConfig, probe: ProbeConfig, overload: OverloadConfig): void {
     this.health = new BackendHealth(health, probe);
-    this.slots = new Gate(this.maxConnections ?? 0, overload.backend_queue);
+    [this.limiter, this.slots] = this.#gate(overload);
+  }
+
+  /** The learned limit under the explicit cap, and the queue in front of it. */
+  #gate(overload: OverloadConfig): [ConcurrencyLimiter, Gate] {
+    const limiter = new ConcurrencyLimiter(overload, this.maxConnections, () => gate.wake());
+    const cap = this.maxConnections && this.maxConnections > 0 ? this.maxConnections : Infinity;
+    const gate: Gate = new Gate(() => Math.min(limiter.limit, cap), overload.backend_queue);
+    return [limiter, gate];
+  }
+
+  /** A request waited `ms` for a slot (0 when it got one at once), whether it got one or not. */
+  recordQueueWait(ms: number): void {
+    this.queueWaits.count++;
+    this.queueWaits.totalMs += ms;
+    this.#waits[this.#waitNext] = ms;
+    this.#waitNext = (this.#waitNext + 1) % WAIT_SAMPLES;
+  }
+
+  /** Mean and maximum of the recent queue waits, ms. */
+  recentQueueWait(): { meanMs: number; maxMs: number } {
+    const w = this.#waits;
+    if (w.length === 0) return { meanMs: 0, maxMs: 0 };
+    let sum = 0;
+    let max = 0;
+    for (const v of w) {
+      sum += v;
+      if (v > max) max = v;
+    }
+    return { meanMs: sum / w.length, maxMs: max };
   }
 
   /** Requests holding or waiting for a slot: what least_connections compares. */

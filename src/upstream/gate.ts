@@ -1,28 +1,35 @@
-// A concurrency cap with a bounded FIFO wait queue: a backend's `max_connections`, a pool's
-// `max_concurrency`. Hand-written because undici's pool queues without bound and without telling anyone
+// A concurrency cap with a bounded FIFO wait queue: a backend's learned limit (limiter.ts) under its
+// `max_connections`, a pool's `max_concurrency`. Hand-written because undici's pool queues without bound and without telling anyone
 // (habit: no invisible queues); here every waiter has a deadline, gives up when its client leaves, and
 // the queue length is visible to the admin plane.
 
-/** How a wait for a slot ended. `full`: the queue was full, nobody waited. */
+/** How a wait for a slot ended. `full`: the queue was full, nobody waited; `busy`: no free slot and the caller would not wait. */
 export type Grant =
   | { kind: 'ok'; waitedMs: number; release(): void }
   | { kind: 'full' }
+  | { kind: 'busy' }
   | { kind: 'timeout'; waitedMs: number }
   | { kind: 'gone' };
 
 type Waiter = { resolve(g: Grant): void; since: number };
 
 export class Gate {
-  /** Most holders at once; Infinity = no cap. */
-  readonly limit: number;
   /** Most waiters at once. */
   readonly maxQueue: number;
+  readonly #limit: () => number;
   #active = 0;
   readonly #queue: Waiter[] = [];
 
-  constructor(limit: number, maxQueue: number) {
-    this.limit = limit > 0 ? limit : Infinity;
+  /** `limit`: a fixed cap (0 = none) or a function read at every decision (a learned limit). */
+  constructor(limit: number | (() => number), maxQueue: number) {
+    const fixed = typeof limit === 'number' ? (limit > 0 ? limit : Infinity) : undefined;
+    this.#limit = fixed !== undefined ? () => fixed : (limit as () => number);
     this.maxQueue = maxQueue;
+  }
+
+  /** Most holders at once now; Infinity = no cap. */
+  get limit(): number {
+    return this.#limit();
   }
 
   get active(): number {
@@ -40,10 +47,12 @@ export class Gate {
 
   /**
    * Takes a slot now, or waits for one at most `timeoutMs`. `onGone` subscribes to the client leaving
-   * (returns an unsubscribe): a waiter whose client left gives its place up at once.
+   * (returns an unsubscribe): a waiter whose client left gives its place up at once. `noWait`: answer
+   * `busy` instead of queueing (the caller has something better to do than wait, e.g. a stale copy).
    */
-  acquire(timeoutMs: number, onGone?: (cb: () => void) => () => void): Grant | Promise<Grant> {
+  acquire(timeoutMs: number, onGone?: (cb: () => void) => () => void, noWait = false): Grant | Promise<Grant> {
     if (this.#active < this.limit && this.#queue.length === 0) return this.#take(0);
+    if (noWait) return { kind: 'busy' };
     if (this.#queue.length >= this.maxQueue) return { kind: 'full' };
     return new Promise<Grant>((resolve) => {
       const since = performance.now();
@@ -82,6 +91,11 @@ export class Gate {
         this.#wake();
       },
     };
+  }
+
+  /** Lets waiters in after the limit grew. */
+  wake(): void {
+    this.#wake();
   }
 
   #wake(): void {

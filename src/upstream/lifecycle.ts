@@ -51,6 +51,7 @@ export function healthContext(pools: ReadonlyMap<string, BackendPool>, backend: 
       healthy: `${h.healthy}/${h.total}`,
       inflight: b.inflight,
       max: b.maxConnections ?? null,
+      ...(b.limiter.adaptive ? { limit: b.limiter.limit } : {}),
       queued: b.slots.queued,
       // The circuit, in breaker terms: closed (taking traffic), open (ejected), half-open (one trial).
       circuit: phase === 'in' ? 'closed' : phase === 'ejected' ? `open until ${new Date(o.ejectedUntil).toISOString()}` : 'half-open',

@@ -321,6 +321,7 @@ export class BackendPool {
       inflight: b.inflight,
       maxConnections: b.maxConnections ?? null,
       queueLength: b.slots.queued,
+      ...limiterFacts(b),
       ejections: o.total,
       ejectedUntil: o.phase(now) === 'ejected' ? new Date(o.ejectedUntil).toISOString() : undefined,
       consecutiveFailures: o.consecutive,
@@ -420,6 +421,17 @@ export class BackendPool {
     const after = b.health.state(now);
     if (after !== before) this.onEvent?.({ kind: 'state', pool: this.name, backend: b.name, from: before, to: after, reason });
   }
+}
+
+/** The backend's concurrency limit and queue waits, for the admin plane and metrics. */
+function limiterFacts(b: Backend): Pick<BackendSnapshot, 'concurrencyLimit' | 'adaptive' | 'queueWaits'> {
+  const limit = b.slots.limit;
+  const recent = b.recentQueueWait();
+  return {
+    concurrencyLimit: Number.isFinite(limit) ? limit : null,
+    adaptive: b.limiter.adaptive,
+    queueWaits: { count: b.queueWaits.count, totalMs: b.queueWaits.totalMs, recentMeanMs: recent.meanMs, recentMaxMs: recent.maxMs },
+  };
 }
 
 function defaultSettings(): PoolSettings {

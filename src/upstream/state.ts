@@ -22,6 +22,11 @@ export type BackendSnapshot = {
   inflight: number;
   maxConnections: number | null;
   queueLength: number;
+  /** The concurrency limit in force (learned, under max_connections; null = none) and whether it is learned. */
+  concurrencyLimit?: number | null;
+  adaptive?: boolean;
+  /** Queue waits: totals since start (for metrics) and the mean and maximum of the recent ones, ms. */
+  queueWaits?: { count: number; totalMs: number; recentMeanMs: number; recentMaxMs: number };
   ejections: number;
   /** While ejected by passive health: when the ejection ends (then half-open), ISO time. */
   ejectedUntil?: string;

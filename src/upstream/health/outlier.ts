@@ -5,27 +5,10 @@
 // (pool.ts) ends the ejection early. The pool decides whether an ejection is allowed: never the last
 // healthy capacity, and within max_ejection_percent.
 import type { HealthConfig } from '../../config/schema.ts';
-import type { ErrorType } from '../../errors.ts';
+import { isBackendFault, type ErrorType } from '../../errors.ts';
 
 /** What an attempt said about its backend. `neutral`: nothing (client left, our own queue was full). */
 export type Verdict = 'success' | 'failure' | 'neutral';
-
-/** Failure classes that say something about the backend (connect, timeout, reset, bad answers). */
-const BACKEND_FAULTS: ReadonlySet<ErrorType> = new Set<ErrorType>([
-  'dns_error',
-  'dns_timeout',
-  'connection_refused',
-  'connection_timeout',
-  'tls_certificate_error',
-  'tls_protocol_error',
-  'tls_alert_received',
-  'connection_terminated',
-  'http_response_timeout',
-  'connection_read_timeout',
-  'http_response_incomplete',
-  'http_protocol_error',
-  'http_response_header_section_size',
-]);
 
 /**
  * The verdict of one attempt. The keep-alive race (a reused socket closed under us) is the proxy's
@@ -36,7 +19,7 @@ export function verdictOf(outcome: { error?: { type: ErrorType; reused?: boolean
   if (e) {
     if (e.source === 'downstream') return 'neutral';
     if (e.type === 'connection_terminated' && e.reused) return 'neutral';
-    return BACKEND_FAULTS.has(e.type) ? 'failure' : 'neutral';
+    return isBackendFault(e.type) ? 'failure' : 'neutral'; // the one table: errors.ts ERROR_CLASSES
   }
   if (outcome.status === undefined) return 'neutral';
   return failureStatuses.includes(outcome.status) ? 'failure' : 'success';

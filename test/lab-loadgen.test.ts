@@ -98,7 +98,8 @@ describe('load generator', () => {
     expect(n('rate')).toBe(10);
     expect(n('burst')).toBe(25);
     const burst = out.samples.filter((s) => s.ph === 'burst');
-    expect(Math.max(...burst.map((s) => s.t)) - Math.min(...burst.map((s) => s.t))).toBeLessThan(100);
+    // All 25 start together: well under the 500 ms a paced phase would spread them over (250 ms of slack for a loaded CI).
+    expect(Math.max(...burst.map((s) => s.t)) - Math.min(...burst.map((s) => s.t))).toBeLessThan(250);
     expect(out.samples.every((s) => s.s === 200 && s.v === 'ok')).toBe(true);
     expect(out.samples.filter((s) => s.ph !== 'rate').every((s) => s.t >= -5 && s.t < 450)).toBe(true);
   });

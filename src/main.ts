@@ -35,8 +35,33 @@ export type StartOptions = {
   configFile?: string;
 };
 
+/** A start-up failure, tied to the setting an operator must change (issue 11 item 11): `serve` prints it as one line. */
+export class StartupError extends Error {
+  readonly setting: string;
+  readonly value: string;
+  readonly code: string | undefined;
+  constructor(setting: string, value: string, cause: unknown) {
+    const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+    super(`${setting} ${value}: ${code ?? (cause as Error)?.message ?? String(cause)}`, { cause });
+    this.name = 'StartupError';
+    this.setting = setting;
+    this.value = value;
+    this.code = code;
+  }
+}
+
+/** Runs one start-up step, blaming `setting` (with its value) when it throws. */
+async function step<T>(setting: string, value: string, fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw err instanceof StartupError ? err : new StartupError(setting, value, err);
+  }
+}
+
 export async function startProxy(config: Config, opts: StartOptions = {}): Promise<Proxy> {
-  const log = new AccessLog({ destination: opts.logDestination ?? config.log.access, level: config.log.level, proxyName: config.proxy.name });
+  const destination = opts.logDestination ?? config.log.access;
+  const log = await step('log.access', String(destination), () => new AccessLog({ destination, level: config.log.level, proxyName: config.proxy.name }));
   let ctx = createContext(config, log);
   log.healthOf = (name) => healthContext(ctx.pools, name);
   let stopPools = startPools(ctx.pools, log.logger);
@@ -55,16 +80,22 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   });
   const persist = config.cache.persist;
   const snapshots = persist ? new Snapshots(ctx.store, persist.path, log.logger) : undefined;
-  await snapshots?.load();
   const plane = createPlane(config, () => ctx, { config: manager });
-  const listener = await startListener(() => ctx, opts.listen ?? config.listen, plane.onRequest);
-  await plane.start(() => listener.inflight(), opts.adminListen).catch(async (err: unknown) => {
+  const listen = opts.listen ?? config.listen;
+  let listener: Listener | undefined;
+  try {
+    await step('cache.persist.path', persist?.path ?? '', () => snapshots?.load());
+    listener = await step('listen', listen, () => startListener(() => ctx, listen, plane.onRequest));
+    const l = listener;
+    await step('admin.listen', opts.adminListen ?? config.admin.listen, () => plane.start(() => l.inflight(), opts.adminListen));
+  } catch (err) {
+    // Leave nothing running (timers, sockets) so the caller can report and exit, or a test go on.
     await plane.stop();
-    await listener.close(0);
+    await listener?.close(0);
     stopPools();
     for (const p of ctx.pools.values()) p.destroy();
     throw err;
-  });
+  }
   ctx.invalidator.startLurker();
   snapshots?.start(persist!.interval);
   let stopping: Promise<void> | undefined;

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import { loadConfigFile } from '../src/config/load.ts';
-import { maskSecrets } from '../src/ops/reload.ts';
+import { maskSecrets } from '../src/config/secrets.ts';
 import { startProxy, type Proxy } from '../src/main.ts';
 import { startOrigin, type Origin } from '../src/lab/origin.ts';
 import { LogCapture } from './helpers.ts';

@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import { primaryKey } from '../cache/key.ts';
 import type { PurgeMode } from '../cache/invalidate.ts';
-import { maskSecrets } from '../ops/reload.ts';
+import { maskSecrets } from '../config/secrets.ts';
 import type { AdminDeps } from './views.ts';
 import { readBody, type Reply, type Route } from './routes.ts';
 

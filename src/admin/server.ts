@@ -107,8 +107,8 @@ export async function startAdmin(d: Omit<AdminDeps, 'tokenRequired'>, listen: st
       return send(res, { status: 405, body: { error: 'method_not_allowed', message: `${req.method} is not allowed on ${url.pathname}` } });
     }
     const ok = auth.decide(req, route.write);
-    if (!ok.ok) return send(res, { status: ok.status, body: { error: ok.status === 401 ? 'unauthorized' : 'forbidden', message: ok.message } }, head);
-    const reply = await route.handle(deps, route.pattern.exec(url.pathname)!, url, req);
+    if (!ok.ok && !route.open) return send(res, { status: ok.status, body: { error: ok.status === 401 ? 'unauthorized' : 'forbidden', message: ok.message } }, head);
+    const reply = await route.handle(deps, route.pattern.exec(url.pathname)!, url, req, ok.ok);
     send(res, reply, head);
   }
 

@@ -1,6 +1,7 @@
 // The JSON the admin API and the dashboard show: backends, stats, the "why 5xx now" summary, and the
 // dashboard's snapshot. One place builds each view so the API and the live page never disagree.
 import type { ConfigManager } from '../ops/reload.ts';
+import { maskUrl } from '../config/secrets.ts';
 import type { ProxyContext } from '../pipeline/context.ts';
 import type { AlertEngine } from '../observe/alerts.ts';
 import { CACHE_LABELS } from '../observe/classify.ts';
@@ -70,7 +71,7 @@ export function backendsView(d: AdminDeps, pools: PoolSnapshot[] = snapshots(d.c
       return {
         pool: p.name,
         name: b.name,
-        url: b.url,
+        url: maskUrl(b.url),
         zone: b.zone ?? null,
         weight: b.weight,
         state: b.state,

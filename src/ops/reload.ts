@@ -119,12 +119,3 @@ async function sickPools(pools: Map<string, BackendPool>): Promise<string[]> {
     for (const p of pools.values()) p.destroy();
   }
 }
-
-/** The configuration as shown by GET /api/config: secrets masked. */
-export function maskSecrets(value: unknown, key = ''): unknown {
-  if (typeof value === 'string' && /token|secret|password|authorization/i.test(key)) return value ? '***' : value;
-  if (typeof value === 'string' && /url/i.test(key)) return value.replace(/\/\/([^/@]+)@/, '//***@');
-  if (Array.isArray(value)) return value.map((v) => maskSecrets(v, key));
-  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskSecrets(v, k)]));
-  return value;
-}

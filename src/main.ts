@@ -35,6 +35,18 @@ export type StartOptions = {
   configFile?: string;
 };
 
+/**
+ * An operator's `drain`/`sick`/`healthy` set through the admin API outlives a reload for every backend that
+ * keeps its pool and name (issue 11 item 15: reloading an unchanged file put a drained backend back in service).
+ */
+function carryOverrides(old: ReadonlyMap<string, BackendPool>, fresh: ReadonlyMap<string, BackendPool>): void {
+  for (const [name, pool] of old) {
+    const next = fresh.get(name);
+    if (!next) continue;
+    for (const b of pool.snapshot().backends) if (b.override !== 'auto') next.setOverride(b.name, b.override);
+  }
+}
+
 /** A start-up failure, tied to the setting an operator must change (issue 11 item 11): `serve` prints it as one line. */
 export class StartupError extends Error {
   readonly setting: string;
@@ -71,8 +83,11 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
       const old = ctx;
       const oldStop = stopPools;
       const fresh = createContext(next, log, old);
+      carryOverrides(old.pools, fresh.pools);
       stopPools = startPools(fresh.pools, log.logger);
       ctx = fresh; // atomic: the next request sees the new pools and routes
+      log.logger.level = next.log.level;
+      plane.reconfigure(next);
       oldStop();
       // In-flight requests hold the old pools; undici's close() lets them finish before the sockets go.
       void Promise.all([...old.pools.values()].map((p) => p.close()));

@@ -36,11 +36,11 @@ function send(res: ServerResponse, r: Reply, head = false): void {
   res.end(head ? undefined : body);
 }
 
-export async function startAdmin(d: Omit<AdminDeps, 'tokenRequired'>, listen: string, token: string | undefined): Promise<AdminServer> {
+export async function startAdmin(d: Omit<AdminDeps, 'tokenRequired'>, listen: string, token: () => string | undefined): Promise<AdminServer> {
   const { host, port } = splitHostPort(listen);
-  if (!token && !isLoopbackHost(host)) throw new Error(`admin.listen ${listen} is not a loopback address: set admin.token (refusing to expose the admin plane without one)`);
+  if (!token() && !isLoopbackHost(host)) throw new Error(`admin.listen ${listen} is not a loopback address: set admin.token (refusing to expose the admin plane without one)`);
   const auth = adminAuth(host, token);
-  const deps: AdminDeps = { ...d, tokenRequired: auth.tokenRequired };
+  const deps: AdminDeps = { ...d, tokenRequired: () => auth.tokenRequired };
   const assets = loadAssets();
   const streams = new EventStreams();
   /** Per stream: the newest failure id it has, so the list is resent only when it changed. */

@@ -16,11 +16,12 @@ import type { BackendSnapshot, PoolSnapshot } from '../upstream/state.ts';
 export type AdminDeps = {
   ctx: () => ProxyContext;
   observer: Observer;
-  alerts: AlertEngine;
-  webhooks: WebhookSender;
+  /** The current alert engine and webhook sender: a reload replaces them. */
+  alerts: () => AlertEngine;
+  webhooks: () => WebhookSender;
   inflight: () => number;
-  /** Whether API calls need the bearer token (shown by the dashboard). */
-  tokenRequired: boolean;
+  /** Whether API calls need the bearer token (shown by the dashboard); follows a reloaded admin.token. */
+  tokenRequired: () => boolean;
   /** Reload and rollback, when the proxy was started with a config manager. */
   ops?: { config: ConfigManager };
 };
@@ -170,8 +171,8 @@ export function statsView(d: AdminDeps) {
 }
 
 export function alertsView(d: AdminDeps) {
-  const rules = d.alerts.view();
-  return { firing: rules.filter((r) => r.state === 'firing').map((r) => r.name), rules, deliveries: d.webhooks.recent() };
+  const rules = d.alerts().view();
+  return { firing: rules.filter((r) => r.state === 'firing').map((r) => r.name), rules, deliveries: d.webhooks().recent() };
 }
 
 /** Failure reports, newest first, filtered. */
@@ -201,5 +202,5 @@ export function liveView(d: AdminDeps, includeFailures: boolean) {
 }
 
 export function dashboardSnapshot(d: AdminDeps): ReturnType<typeof liveView> & { proxy: { name: string; token_required: boolean }; points: readonly Point[] } {
-  return { ...liveView(d, true), proxy: { name: d.ctx().name, token_required: d.tokenRequired }, points: d.observer.timeline.points() };
+  return { ...liveView(d, true), proxy: { name: d.ctx().name, token_required: d.tokenRequired() }, points: d.observer.timeline.points() };
 }

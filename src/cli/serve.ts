@@ -4,6 +4,7 @@ import { ConfigError, formatProblem, loadConfigFile, type ConfigProblem } from '
 import type { Config } from '../config/schema.ts';
 import { maskText } from '../config/secrets.ts';
 import { StartupError, startProxy, type Proxy, type StartOptions } from '../main.ts';
+import { logReload } from '../ops/reload.ts';
 import { printProblems } from './check.ts';
 
 export function loadOrExit(file: string): Config {
@@ -57,11 +58,7 @@ export async function serveCommand(file: string): Promise<Proxy> {
   );
   // SIGHUP re-reads the file: validated, switched atomically, or refused with the running config kept.
   process.on('SIGHUP', () => {
-    void proxy.config.reload().then((r) => {
-      const log = proxy.ctx.log.logger;
-      if (r.ok) log.info({ type: 'reload', ...r }, `configuration reloaded (version ${r.version})${r.warnings.length ? `: ${r.warnings.join('; ')}` : ''}`);
-      else log.error({ type: 'reload', ...r }, `reload refused: ${r.reason}${r.problems ? `\n${r.problems.join('\n')}` : ''}`);
-    });
+    void proxy.config.reload().then((r) => logReload(proxy.ctx.log.logger, r));
   });
   const stop = (signal: string) => {
     const drainMs = proxy.ctx.config.proxy.drain_timeout;

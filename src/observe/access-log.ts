@@ -1,5 +1,5 @@
 // The access log: one JSON line per request (pino, asynchronous so logging never blocks the hot path),
-// carrying for every failure the full report of ../shared/FAILURES.md. Also keeps the most recent
+// carrying for every failure the full report of docs/FAILURES.md. Also keeps the most recent
 // failure reports in memory for the admin plane.
 import pino, { type Logger } from 'pino';
 import type { Writable } from 'node:stream';

@@ -132,7 +132,10 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
         await snapshots?.stop();
         stopPools();
         for (const p of ctx.pools.values()) p.destroy();
-        log.flush();
+        log.logger.info('stopped');
+        // A log file's descriptor is closed; stdout/stderr stay open, and `serve` gives them the rest of the
+        // drain time to take their last lines (AccessLog.drain).
+        log.close();
       })();
       return stopping;
     },

@@ -155,6 +155,11 @@ describe('operational messages', () => {
     const r = await s.exited;
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/"msg":"stopped"/);
+    // the file keeps the whole story, in order: start, the request, stop
+    const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { msg?: string; type?: string });
+    const at = (pred: (l: { msg?: string; type?: string }) => boolean) => lines.findIndex(pred);
+    expect(at((l) => /listening/.test(l.msg ?? ''))).toBeLessThan(at((l) => l.type === 'access'));
+    expect(at((l) => l.type === 'access')).toBeLessThan(at((l) => l.msg === 'stopped'));
   });
 });
 

@@ -67,14 +67,14 @@ export async function serveCommand(file: string): Promise<Proxy> {
     // drain bound: a supervisor's SIGKILL is worse. Timers still run: nothing below blocks the event loop.
     setTimeout(() => process.exit(1), drainMs + GRACE_MS).unref();
     proxy.ctx.log.logger.info({ signal, inflight: proxy.listener.inflight() }, `${signal}: draining (up to ${drainMs}ms)`);
-    const exit = (code: number) => {
-      proxy.ctx.log.logger.info(code === 0 ? 'stopped' : 'stopped with errors');
+    const exit = (code: number, err?: unknown) => {
+      if (err) proxy.ctx.log.logger.error({ err }, 'stop failed');
       // Give the log destinations what is left of the drain time (at least a little) to take the last lines.
       void proxy.ctx.log.drain(Math.max(MIN_LOG_DRAIN_MS, deadline - Date.now())).then(() => process.exit(code));
     };
     proxy.stop().then(
       () => exit(0),
-      () => exit(1),
+      (err: unknown) => exit(1, err),
     );
   };
   process.once('SIGTERM', () => stop('SIGTERM'));

@@ -261,6 +261,13 @@ export class AccessLog {
     if (this.#opsSink !== this.#accessSink) this.#opsSink.flush();
   }
 
+  /** After the proxy stopped: flush and close a log file (stdout and stderr stay open for the process's last words). */
+  close(): void {
+    this.flush();
+    this.#accessSink?.close();
+    if (this.#opsSink !== this.#accessSink) this.#opsSink.close();
+  }
+
   /** At exit: flush, then give pipes up to `ms` to take what is queued. A stalled reader costs `ms`, never more. */
   async drain(ms: number): Promise<void> {
     this.flush();

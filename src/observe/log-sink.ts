@@ -18,6 +18,8 @@ export const MAX_PENDING_BYTES = 4 * 1024 * 1024;
 
 export type LogSink = {
   write(chunk: string): void;
+  /** Stops writing (a file's descriptor is closed); later lines are dropped. stdout/stderr stay open. */
+  close(): void;
   /** Lines dropped because the destination was too slow or broken. */
   dropped(): number;
   /** Writes what is pending where that cannot block: synchronously to a file; a pipe keeps its queue. */
@@ -33,27 +35,41 @@ const linesIn = (chunk: string | Buffer): number => {
   return n || 1;
 };
 
+/**
+ * The process's stdout and stderr sinks, one each per process: they wrap process-wide streams, so every proxy in
+ * the process (tests start many) shares them rather than stacking listeners on process.stdout.
+ */
+const stdio = new Map<'stdout' | 'stderr', LogSink>();
+
 /** `stdout`, `stderr` or a file path (appended to; its directory must exist: `check` says so). */
 export function openSink(dest: string): LogSink {
   if (dest === 'stdout' || dest === 'stderr') {
-    const fd = dest === 'stdout' ? 1 : 2;
-    let isFile = false;
-    try {
-      isFile = fstatSync(fd).isFile();
-    } catch {
-      // A closed descriptor: there is nowhere to write; every line counts as dropped.
-      return nowhereSink();
-    }
-    // stdout redirected to a file behaves like a file; a pipe, socket or terminal goes through Node's stream.
-    return isFile ? fileSink(fd) : streamSink(dest === 'stdout' ? process.stdout : process.stderr);
+    let sink = stdio.get(dest);
+    if (!sink) stdio.set(dest, (sink = stdioSink(dest)));
+    return sink;
   }
   return fileSink(openSync(dest, 'a'));
+}
+
+function stdioSink(dest: 'stdout' | 'stderr'): LogSink {
+  const fd = dest === 'stdout' ? 1 : 2;
+  let isFile = false;
+  try {
+    isFile = fstatSync(fd).isFile();
+  } catch {
+    // A closed descriptor: there is nowhere to write; every line counts as dropped.
+    return nowhereSink();
+  }
+  // stdout redirected to a file behaves like a file; a pipe, socket or terminal goes through Node's stream.
+  const sink = isFile ? fileSink(fd) : streamSink(dest === 'stdout' ? process.stdout : process.stderr);
+  return { ...sink, close: () => sink.flush() };
 }
 
 function nowhereSink(): LogSink {
   let dropped = 0;
   return {
     write: (chunk) => void (dropped += linesIn(chunk)),
+    close: () => undefined,
     dropped: () => dropped,
     flush: () => undefined,
     drain: () => Promise.resolve(),
@@ -67,18 +83,29 @@ function fileSink(fd: number): LogSink {
   d.on('drop', (data: string | Buffer) => (dropped += linesIn(data)));
   // pino's destination swallows EPIPE itself; anything else (ENOSPC, EIO) must not crash the proxy.
   d.on('error', () => undefined);
+  let closed = false;
+  const flush = () => {
+    if (closed) return;
+    try {
+      d.flushSync();
+    } catch {
+      // A full disk or a closed fd at exit: the lines are lost either way, the exit must not be.
+    }
+  };
   return {
-    write: (chunk) => void d.write(chunk),
-    dropped: () => dropped,
-    flush() {
-      try {
-        d.flushSync();
-      } catch {
-        // A full disk or a closed fd at exit: the lines are lost either way, the exit must not be.
-      }
+    write(chunk) {
+      if (closed) dropped += linesIn(chunk);
+      else d.write(chunk);
     },
+    close() {
+      flush();
+      closed = true;
+      d.destroy();
+    },
+    dropped: () => dropped,
+    flush,
     drain() {
-      this.flush();
+      flush();
       return Promise.resolve();
     },
   };
@@ -92,6 +119,7 @@ export function streamSink(s: Writable, opts: { bound?: boolean } = {}): LogSink
   // EPIPE (the reader went away) or any other write error: stop writing, count what would have gone.
   s.on('error', () => (broken = true));
   return {
+    close: () => undefined,
     write(chunk) {
       if (broken || s.destroyed || (bound && s.writableLength + chunk.length > MAX_PENDING_BYTES)) {
         dropped += linesIn(chunk);

@@ -206,8 +206,9 @@ try {
   const sampler = async () => {
     let lastRequests = 0;
     let lastAt = started;
-    while (!died) {
-      await sleep(Math.min(SAMPLE_MS, Math.max(0, end - Date.now())));
+    for (let k = 1; !died; k++) {
+      const at = Math.min(started + k * SAMPLE_MS, end);
+      await sleep(at - Date.now());
       const now = Date.now();
       const s = (await admin('/api/stats').catch(() => undefined)) as Stats | undefined;
       const rss = rssOf(proxy!.child.pid!) ?? s?.process.rss_bytes ?? 0;
@@ -228,7 +229,7 @@ try {
       process.stderr.write(
         `${String(sample.at_s).padStart(5)}s  rss ${String(sample.rss_mib).padStart(6)} MiB  ${String(sample.req_per_s).padStart(5)} req/s  hit ${sample.hit_ratio ?? '-'}  cache ${sample.cache_mib} MiB / ${sample.objects} objects  evictions ${sample.evictions}\n`,
       );
-      if (now >= end) return;
+      if (at >= end) return;
     }
   };
 

@@ -109,6 +109,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     await listener?.close(0);
     stopPools();
     for (const p of ctx.pools.values()) p.destroy();
+    log.close();
     throw err;
   }
   ctx.invalidator.startLurker();

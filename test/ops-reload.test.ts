@@ -27,7 +27,9 @@ const yaml = (backends: string[], extra = '') =>
 
 async function start(file: string, text: string) {
   writeFileSync(file, text);
-  proxy = await startProxy(loadConfigFile(file), { configFile: file, logDestination: new LogCapture() });
+  const log = new LogCapture();
+  proxy = await startProxy(loadConfigFile(file), { configFile: file, logDestination: log });
+  return log;
 }
 
 async function get(path: string) {
@@ -193,13 +195,22 @@ describe('reload keeps what the operator set and applies alerts and admin.token 
     const o = await startOrigin();
     origins.push(o);
     const file = join(dir, 'token.yaml');
-    await start(file, withAdmin([o.url]));
+    const log = await start(file, withAdmin([o.url]));
     expect((await adminGet('/api/stats')).status).toBe(200); // loopback, no token: reads are open
     writeFileSync(file, withAdmin([o.url]).replace('admin: { listen: "127.0.0.1:0" }', `admin: { listen: "127.0.0.1:1", token: ${TOKEN} }`));
+    // through the API, as an operator would (the token is not set yet: the write is refused, then allowed once set)
+    const refused = await request(`${proxy!.plane.admin!.url}/api/reload`, { method: 'POST' });
+    expect(refused.statusCode).toBe(403);
+    await refused.body.dump();
     const r = await proxy!.config.reload();
     expect(r).toMatchObject({ ok: true, restart_required: ['admin.listen'] });
     expect((await adminGet('/api/stats')).status).toBe(401);
     expect((await adminGet('/api/stats', TOKEN)).status).toBe(200);
+    const again = await request(`${proxy!.plane.admin!.url}/api/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(again.statusCode).toBe(200);
+    await again.body.dump();
+    const warn = log.lines.find((l) => l.type === 'reload' && l.level === 'warn');
+    expect(String(warn?.msg)).toMatch(/restart needed for admin\.listen: admin\.listen changed \(127\.0\.0\.1:0 → 127\.0\.0\.1:1\)/);
   });
 });
 

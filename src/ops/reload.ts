@@ -50,8 +50,12 @@ export class ConfigManager {
   readonly #switcher: Switcher;
   #busy: Promise<ReloadOutcome> | undefined;
 
+  /** The configuration the process started with: what restart-only settings still run with. */
+  readonly #boot: Config;
+
   constructor(initial: Config, file: string | undefined, switcher: Switcher) {
     this.file = file;
+    this.#boot = initial;
     this.#switcher = switcher;
     this.#history.push({ version: 1, appliedAt: new Date().toISOString(), source: 'start', config: initial });
   }
@@ -92,7 +96,8 @@ export class ConfigManager {
   }
 
   async #switch(next: Config, source: 'reload' | 'rollback'): Promise<ReloadOutcome> {
-    const cur = this.current;
+    // Against the start-up values, not the last reload's: those are what still runs until a restart.
+    const cur = this.#boot;
     const changed = RESTART_ONLY.filter(([, get]) => get(cur) !== get(next));
     const show = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
     const warnings = changed.map(([path, get]) => `${path} changed (${show(get(cur))} → ${show(get(next))}): needs a restart; ${show(get(cur))} stays in effect until then`);

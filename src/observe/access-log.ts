@@ -86,6 +86,8 @@ export class AccessLog {
   /** Operational messages (start, stop, reload, health changes, failures of background work). */
   readonly logger: Logger;
   readonly #access: Logger | undefined;
+  /** Lines that belong with the access lines but are not one (background refresh failures). */
+  readonly #accessLogger: Logger | undefined;
   readonly #name: string;
   readonly #recent: FailureReport[] = [];
   readonly #max: number;
@@ -142,7 +144,8 @@ export class AccessLog {
     };
     this.logger = pino(opts, opsStream);
     const sink = this.#accessSink;
-    this.#access = sink === undefined ? undefined : pino(opts, { write: (line: string) => sink.write(this.#takeBatch() + line) }).child({ type: 'access' }, { level: 'info' });
+    this.#accessLogger = sink === undefined ? undefined : pino(opts, { write: (line: string) => sink.write(this.#takeBatch() + line) });
+    this.#access = this.#accessLogger?.child({ type: 'access' }, { level: 'info' });
   }
 
   #takeBatch(): string {
@@ -211,7 +214,7 @@ export class AccessLog {
     report.served = 'background-refresh';
     this.#remember(report);
     // A failure report like the access lines', so it goes where they go (and to stderr when they are off).
-    (this.#access ?? this.logger).warn({ type: 'background', error: report }, `background refresh of ${ex.target} failed: ${err.type}`);
+    (this.#accessLogger ?? this.logger).warn({ type: 'background', error: report }, `background refresh of ${ex.target} failed: ${err.type}`);
   }
 
   report(ex: Exchange, err: ProxyError): FailureReport {

@@ -163,7 +163,11 @@ const Log = z.strictObject({
   access: z
     .string()
     .default('stdout')
-    .meta({ description: 'Where access log lines (one JSON object per request) go: `stdout`, `stderr`, `off` or a file path.', default: 'stdout' }),
+    .meta({
+      description:
+        'Where access log lines (one JSON object per request) go: `stdout`, `stderr`, `off` or a file path (appended to; its directory must exist). Operational messages always go to stderr, and to the file too. A destination that does not keep up never stalls the proxy: past 4 MiB pending, lines are dropped and counted (`lacquer_log_lines_dropped_total`). Restart to change.',
+      default: 'stdout',
+    }),
   level: z
     .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
     .default('info')

@@ -125,9 +125,11 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     url: `http://${listener.address}`,
     stop() {
       stopping ??= (async () => {
+        const drainUntil = Date.now() + ctx.config.proxy.drain_timeout;
         await listener.close(ctx.config.proxy.drain_timeout);
         await plane.stop();
-        const deadline = Date.now() + 1000;
+        // Background refreshes get what is left of the drain time (at most 1 s): the whole stop stays near the bound.
+        const deadline = Math.min(drainUntil, Date.now() + 1000);
         while (ctx.background > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
         ctx.invalidator.stop();
         await snapshots?.stop();

@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
+    // A private TMPDIR for the run, removed at the end; leftovers fail the run (test/global-setup.ts).
+    globalSetup: ['test/global-setup.ts'],
     testTimeout: 20_000,
     hookTimeout: 20_000,
     // Tests start real servers on port 0; two cores, so keep parallelism modest.

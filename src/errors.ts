@@ -1,5 +1,5 @@
 // The one error type of the proxy (habit 2 of STYLE.md): every failed or degraded fetch becomes a ProxyError
-// carrying its RFC 9209 class (../shared/FAILURES.md), phase, source, raw code, backend and timings.
+// carrying its RFC 9209 class (docs/FAILURES.md), phase, source, raw code, backend and timings.
 // One function (classifyFetchError) maps Node/undici errors to a class by `code`, never by message text;
 // one function (pipeline/synth.ts) turns a ProxyError into a response.
 import { formatSize } from './config/units.ts';

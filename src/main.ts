@@ -67,8 +67,45 @@ export type StartOptions = {
   clock?: () => number;
 };
 
+/**
+ * An operator's `drain`/`sick`/`healthy` set through the admin API outlives a reload for every backend that
+ * keeps its pool and name (issue 11 item 15: reloading an unchanged file put a drained backend back in service).
+ */
+function carryOverrides(old: ReadonlyMap<string, BackendPool>, fresh: ReadonlyMap<string, BackendPool>): void {
+  for (const [name, pool] of old) {
+    const next = fresh.get(name);
+    if (!next) continue;
+    for (const b of pool.snapshot().backends) if (b.override !== 'auto') next.setOverride(b.name, b.override);
+  }
+}
+
+/** A start-up failure, tied to the setting an operator must change (issue 11 item 11): `serve` prints it as one line. */
+export class StartupError extends Error {
+  readonly setting: string;
+  readonly value: string;
+  readonly code: string | undefined;
+  constructor(setting: string, value: string, cause: unknown) {
+    const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+    super(`${setting} ${value}: ${code ?? (cause as Error)?.message ?? String(cause)}`, { cause });
+    this.name = 'StartupError';
+    this.setting = setting;
+    this.value = value;
+    this.code = code;
+  }
+}
+
+/** Runs one start-up step, blaming `setting` (with its value) when it throws. */
+async function step<T>(setting: string, value: string, fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw err instanceof StartupError ? err : new StartupError(setting, value, err);
+  }
+}
+
 export async function startProxy(config: Config, opts: StartOptions = {}): Promise<Proxy> {
-  const log = new AccessLog({ destination: opts.logDestination ?? config.log.access, level: config.log.level, proxyName: config.proxy.name });
+  const destination = opts.logDestination ?? config.log.access;
+  const log = await step('log.access', String(destination), () => new AccessLog({ destination, level: config.log.level, proxyName: config.proxy.name }));
   let ctx = createContext(config, log, undefined, opts.clock);
   log.healthOf = (name) => healthContext(ctx.pools, name);
   let stopPools = startPools(ctx.pools, log.logger);
@@ -79,8 +116,11 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
       const oldStop = stopPools;
       const fresh = createContext(next, log, old);
       reloadCertificates(listeners, next, log.logger);
+      carryOverrides(old.pools, fresh.pools);
       stopPools = startPools(fresh.pools, log.logger);
       ctx = fresh; // atomic: the next request sees the new pools and routes
+      log.logger.level = next.log.level;
+      plane.reconfigure(next);
       oldStop();
       // In-flight requests hold the old pools; undici's close() lets them finish before the sockets go.
       void Promise.all([...old.pools.values()].map((p) => p.close()));
@@ -88,27 +128,26 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   });
   const persist = config.cache.persist;
   const snapshots = persist ? new Snapshots(ctx.store, persist.path, log.logger) : undefined;
-  await snapshots?.load();
   const plane = createPlane(config, () => ctx, { config: manager });
   const specs = config.listen.map((l, i) => (i === 0 && opts.listen ? { ...l, address: opts.listen } : l));
   const listeners: Listener[] = [];
+  let group: Listener | undefined;
   try {
-    for (const spec of specs) listeners.push(await startListener(() => ctx, spec, plane.onRequest));
+    await step('cache.persist.path', persist?.path ?? '', () => snapshots?.load());
+    for (const [i, spec] of specs.entries()) listeners.push(await step(specs.length > 1 ? `listen.${i}` : 'listen', spec.address, () => startListener(() => ctx, spec, plane.onRequest)));
+    const l = (group = listenerGroup(listeners));
+    await step('admin.listen', opts.adminListen ?? config.admin.listen, () => plane.start(() => l.inflight(), opts.adminListen));
   } catch (err) {
-    await Promise.all(listeners.map((l) => l.close(0)));
+    // Leave nothing running (timers, sockets) so the caller can report and exit, or a test go on.
+    await plane.stop();
+    await Promise.all(listeners.map((x) => x.close(0)));
     stopPools();
     for (const p of ctx.pools.values()) p.destroy();
+    log.close();
     throw err;
   }
+  const listener = group;
   for (const w of certificateWarnings(config.listen)) log.logger.warn({ type: 'tls' }, w);
-  const listener = listenerGroup(listeners);
-  await plane.start(() => listener.inflight(), opts.adminListen).catch(async (err: unknown) => {
-    await plane.stop();
-    await listener.close(0);
-    stopPools();
-    for (const p of ctx.pools.values()) p.destroy();
-    throw err;
-  });
   ctx.invalidator.startLurker();
   snapshots?.start(persist!.interval);
   let stopping: Promise<void> | undefined;
@@ -123,15 +162,20 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     url: listener.url,
     stop() {
       stopping ??= (async () => {
+        const drainUntil = Date.now() + ctx.config.proxy.drain_timeout;
         await listener.close(ctx.config.proxy.drain_timeout);
         await plane.stop();
-        const deadline = Date.now() + 1000;
+        // Background refreshes get what is left of the drain time (at most 1 s): the whole stop stays near the bound.
+        const deadline = Math.min(drainUntil, Date.now() + 1000);
         while (ctx.background > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
         ctx.invalidator.stop();
         await snapshots?.stop();
         stopPools();
         for (const p of ctx.pools.values()) p.destroy();
-        log.flush();
+        log.logger.info('stopped');
+        // A log file's descriptor is closed; stdout/stderr stay open, and `serve` gives them the rest of the
+        // drain time to take their last lines (AccessLog.drain).
+        log.close();
       })();
       return stopping;
     },

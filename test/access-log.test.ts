@@ -92,6 +92,17 @@ describe('access log line', () => {
     expect(lines.at(-1)!.id).toBe('last');
   });
 
+  it('a background refresh failure goes with the access lines (where `lacquer logs` reads it), once typed `background`', async () => {
+    const file = join(dir, 'background.log');
+    const log = new AccessLog({ destination: file, level: 'info', proxyName: 'lacquer' });
+    const err = { type: 'connection_refused', phase: 'connect', source: 'upstream', code: 'ECONNREFUSED', details: '', message: 'm', hint: 'h', headersReceived: false, backend: 'app1' };
+    log.backgroundFailure(exchange('bg'), err as unknown as Parameters<AccessLog['backgroundFailure']>[1]);
+    log.close();
+    const raw = readFileSync(file, 'utf8').trim();
+    expect(raw.match(/"type":/g)).toHaveLength(1);
+    expect(JSON.parse(raw)).toMatchObject({ level: 'warn', type: 'background', error: { class: 'connection_refused', served: 'background-refresh' } });
+  });
+
   it('flush() puts the pending batch in the file before it returns (the process exits right after)', async () => {
     const file = join(dir, 'flush.log');
     const log = new AccessLog({ destination: file, level: 'info', proxyName: 'lacquer' });

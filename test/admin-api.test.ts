@@ -34,9 +34,22 @@ describe('admin auth', () => {
     expect(rebound.status).toBe(403);
   });
 
-  it('with a token: every endpoint needs the bearer token, compared exactly', async () => {
+  it('with a token: /healthz and /readyz stay open (Kubernetes probes send no token) and reveal only the verdict', async () => {
     h = await startHarness({ config: { admin: { token: TOKEN } } });
-    for (const path of ['/healthz', '/readyz', '/api/backends', '/api/failures', '/api/stats', '/api/alerts', '/metrics', '/api/events']) {
+    const health = await admin(h, '/healthz');
+    expect(health.status).toBe(200);
+    expect((health.json() as Json).status).toBe('ok');
+    const ready = await admin(h, '/readyz');
+    expect(ready.status).toBe(200);
+    expect(ready.json()).toEqual({ ready: true });
+    // with the token, the operator's detail
+    expect((await admin(h, '/readyz', { token: TOKEN })).json()).toMatchObject({ ready: true, pools: [{ name: 'default' }] });
+    expect((await admin(h, '/api/backends')).status).toBe(401);
+  });
+
+  it('with a token: every other endpoint needs the bearer token, compared exactly', async () => {
+    h = await startHarness({ config: { admin: { token: TOKEN } } });
+    for (const path of ['/api/backends', '/api/failures', '/api/stats', '/api/alerts', '/metrics', '/api/events']) {
       const r = await admin(h, path);
       expect(r.status, path).toBe(401);
       expect(r.headers['www-authenticate']).toMatch(/^Bearer/);

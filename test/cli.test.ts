@@ -100,11 +100,11 @@ describe('lacquer serve', () => {
     expect(r.stdout).not.toMatch(/listening/);
   });
 
-  it('logs one start line with the listen address and the backends, and stops on SIGTERM with exit 0', async () => {
+  it('logs one start line (on stderr: operational messages) with the listen address and the backends, and stops on SIGTERM with exit 0', async () => {
     const p = file('ok.yaml', 'listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nbackends:\n  - name: app1\n    url: http://127.0.0.1:9\n  - name: app2\n    url: http://127.0.0.1:10\n');
     const s = lacquer(['serve', '-c', p]);
-    await waitFor(() => s.stdout().includes('listening'), 5000, () => `stdout ${s.stdout()} stderr ${s.stderr()}`);
-    const lines = s.stdout().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    await waitFor(() => s.stderr().includes('listening'), 5000, () => `stdout ${s.stdout()} stderr ${s.stderr()}`);
+    const lines = s.stderr().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     const start = lines.filter((l) => String(l.msg).includes('listening'));
     expect(start).toHaveLength(1);
     expect(start[0]!.listen).toMatch(/^127\.0\.0\.1:\d+$/);
@@ -130,7 +130,8 @@ describe('lacquer serve, port taken', () => {
       const p = file('taken.yaml', `listen: 127.0.0.1:${port}\nadmin:\n  listen: 127.0.0.1:0\nbackends:\n  - name: app1\n    url: http://127.0.0.1:9\n`);
       const r = await lacquer(['serve', '-c', p]).exited;
       expect(r.code).toBe(1);
-      expectProblems(r.stderr, [new RegExp(`^listen: 127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\) — a port no other process listens on$`)]);
+      expectProblems(r.stderr, [new RegExp(`^${escape(p)}: cannot start: listen: 127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\) — a port no other process listens on$`)]);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
       expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
     } finally {
       await new Promise((r) => taken.close(r));

@@ -227,6 +227,14 @@ describe('lacquer doctor (the command)', () => {
     });
   }
 
+  it('the header line shows the status the probe path really answered, not the expected one (issue 11: `→ 200 [FAIL]` for a 404)', async () => {
+    const o = await origin({ behaviours: { '/missing': { kind: 'error', status: 404 } } });
+    const r = await run([`${o.url}/missing`, '--repeat', '1']);
+    expect(r.code).toBe(2);
+    expect(r.out).toMatch(/^\S+ {2}http:\/\/127\.0\.0\.1:\d+ {2}probe GET \/missing → 404 \(expected 200\) {2}\[FAIL\]$/m);
+    expect(r.out).not.toMatch(/→ 200/);
+  });
+
   it('exits 2 with failures, 1 with only warnings, 0 when all is well; --json and the human table agree', async () => {
     const good = await origin({ keepAliveTimeoutMs: 10_000 });
     const racy = await origin({ keepAliveTimeoutMs: 2000 });

@@ -135,6 +135,8 @@ describe('generated configs', () => {
       const text = LAUNCHERS.lacquer.config(input(dir), v).text;
       const cfg = validateConfig(parse(text));
       expect(cfg.listen[0]!.address).toBe('127.0.0.1:17990');
+      // never the default 6082, which anything else on the machine may hold (issue 11 item 18)
+      expect(cfg.admin.listen).toBe('127.0.0.1:0');
       if (v === 'tuned') {
         expect([cfg.cache.stale_if_error, cfg.cache.stale_while_revalidate]).toEqual([3_600_000, 3_600_000]);
         expect(cfg.probes.enabled).toBe(true);

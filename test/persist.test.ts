@@ -3,7 +3,7 @@
 import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import { validateConfig } from '../src/config/load.ts';
 import { startProxy, type Proxy } from '../src/main.ts';
@@ -90,4 +90,4 @@ describe('warm restart', () => {
   });
 });
 
-process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));

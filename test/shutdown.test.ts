@@ -31,8 +31,8 @@ async function serve(slowMs: number, drain: string): Promise<number> {
   const cfg = join(dir, `serve-${drain}.yaml`);
   writeFileSync(cfg, `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nproxy:\n  drain_timeout: ${drain}\nlog:\n  access: stdout\nbackends:\n  - name: app1\n    url: ${origin.url}\n`);
   proc = lacquer(['serve', '-c', cfg], { timeoutMs: 15_000 });
-  await waitFor(() => proc!.stdout().includes('listening'), 5000, () => `stdout ${proc!.stdout()} stderr ${proc!.stderr()}`);
-  const start = JSON.parse(proc.stdout().split('\n').find((l) => l.includes('listening'))!) as { listen: string };
+  await waitFor(() => proc!.stderr().includes('listening'), 5000, () => `stdout ${proc!.stdout()} stderr ${proc!.stderr()}`);
+  const start = JSON.parse(proc.stderr().split('\n').find((l) => l.includes('listening'))!) as { listen: string };
   return Number(start.listen.split(':')[1]);
 }
 
@@ -64,7 +64,7 @@ describe('graceful shutdown (SIGTERM)', () => {
     expect(ms).toBeLessThan(2500); // the request's remaining ~0.9 s, not the 5 s drain bound
     const access = run.stdout.split('\n').filter((l) => l.includes('"type":"access"')).map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(access.map((l) => [l.url, l.status])).toEqual([['/slow', 200]]);
-    expect(run.stdout).toMatch(/"msg":"stopped"/);
+    expect(run.stderr).toMatch(/"msg":"stopped"/);
   });
 
   it('cuts a request still running past proxy.drain_timeout, and still exits 0', async () => {

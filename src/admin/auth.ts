@@ -23,19 +23,30 @@ function hostOnly(h: string): string {
   return i === -1 ? h : h.slice(0, i);
 }
 
-export function adminAuth(listenHost: string, token: string | undefined): AdminAuth {
-  const expected = token === undefined ? undefined : createHash('sha256').update(token).digest();
-  const open = expected === undefined && isLoopbackHost(listenHost);
+/** `token` is read on every decision, so a reloaded `admin.token` applies at once (rotation without restart). */
+export function adminAuth(listenHost: string, token: string | undefined | (() => string | undefined)): AdminAuth {
+  const current = typeof token === 'function' ? token : () => token;
+  let digestOf: { token: string; digest: Buffer } | undefined;
+  const expected = (): Buffer | undefined => {
+    const t = current();
+    if (t === undefined) return undefined;
+    if (digestOf?.token !== t) digestOf = { token: t, digest: createHash('sha256').update(t).digest() };
+    return digestOf.digest;
+  };
+  const loopback = isLoopbackHost(listenHost);
   return {
-    tokenRequired: !open,
+    get tokenRequired() {
+      return current() !== undefined || !loopback;
+    },
     decide(req, write) {
-      if (expected) {
+      const want = expected();
+      if (want) {
         const h = req.headers.authorization ?? '';
         const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
-        if (m && sameToken(m[1]!, expected)) return { ok: true };
+        if (m && sameToken(m[1]!, want)) return { ok: true };
         return { ok: false, status: 401, message: h ? 'the bearer token does not match admin.token' : 'this admin endpoint needs `Authorization: Bearer <admin.token>`' };
       }
-      if (!open) return { ok: false, status: 401, message: 'admin.token is required on a non-loopback admin address' };
+      if (!loopback) return { ok: false, status: 401, message: 'admin.token is required on a non-loopback admin address' };
       if (!isLoopbackHost(hostOnly(req.headers.host ?? ''))) {
         return { ok: false, status: 403, message: 'without admin.token the admin plane answers only requests addressed to a loopback host name' };
       }

@@ -4,7 +4,8 @@ import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import { primaryKey } from '../cache/key.ts';
 import type { PurgeMode } from '../cache/invalidate.ts';
-import { maskSecrets } from '../ops/reload.ts';
+import { maskSecrets } from '../config/secrets.ts';
+import { logReload } from '../ops/reload.ts';
 import type { AdminDeps } from './views.ts';
 import { readBody, type Reply, type Route } from './routes.ts';
 
@@ -115,9 +116,7 @@ export const OPS_ROUTES: Route[] = [
       const ops = needOps(d);
       if (!ops) return problem(501, 'not_available', 'reload is not available in this process');
       const r = await ops.config.reload();
-      const log = d.ctx().log.logger;
-      if (r.ok) log.info({ type: 'reload', ...r }, `configuration reloaded (version ${r.version})`);
-      else log.error({ type: 'reload', ...r }, `reload refused: ${r.reason}`);
+      logReload(d.ctx().log.logger, r);
       return { status: r.ok ? 200 : 422, body: r };
     },
   },

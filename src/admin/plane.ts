@@ -1,6 +1,8 @@
 // Wiring of the observing side for the composition root (main.ts): the observer fed by the listener, the
 // alert engine and its webhooks, and the admin listener. Started after the client listener, stopped after
-// it has drained (so /readyz and the dashboard stay up while in-flight requests finish).
+// it has drained (so /readyz and the dashboard stay up while in-flight requests finish). A reload replaces
+// the alert rules and webhooks and the admin token (issue 11 item 15: `alerts` changes were silently ignored);
+// the admin listener's address and switch are bound at start.
 import type { ConfigManager } from '../ops/reload.ts';
 import type { Config } from '../config/schema.ts';
 import type { ProxyContext } from '../pipeline/context.ts';
@@ -13,40 +15,67 @@ import { startAdmin, type AdminServer } from './server.ts';
 
 export type Plane = {
   observer: Observer;
-  alerts: AlertEngine;
-  webhooks: WebhookSender;
+  /** The current alert engine and webhook sender (replaced by `reconfigure`). */
+  readonly alerts: AlertEngine;
+  readonly webhooks: WebhookSender;
   admin: AdminServer | undefined;
   /** The listener's per-request hook. */
   onRequest(ex: Exchange): void;
   /** Starts the tick, the alert loop and the admin listener. */
   start(inflight: () => number, adminListen?: string): Promise<void>;
+  /** Applies a reloaded configuration's `alerts` and `admin.token`. */
+  reconfigure(next: Config): void;
   stop(): Promise<void>;
 };
 
 export function createPlane(config: Config, ctx: () => ProxyContext, ops?: { config: ConfigManager }): Plane {
   let inflight: () => number = () => 0;
+  let current = config;
+  let started = false;
   const observer = new Observer(ctx, () => inflight());
   const logger = ctx().log.logger;
-  const a = config.alerts;
-  const webhooks = new WebhookSender(a.webhooks, { timeoutMs: a.delivery_timeout, retries: a.delivery_retries, backoffMs: a.delivery_backoff }, logger, (r) =>
-    observer.metrics.recordNotification(r),
-  );
-  const alerts = new AlertEngine(a, config.proxy.name, { timeline: observer.timeline, pools: () => snapshots(ctx()) }, webhooks, logger);
+  const senderFor = (a: Config['alerts']) =>
+    new WebhookSender(a.webhooks, { timeoutMs: a.delivery_timeout, retries: a.delivery_retries, backoffMs: a.delivery_backoff }, logger, (r) => observer.metrics.recordNotification(r));
+  let webhooks = senderFor(config.alerts);
+  const engineFor = (a: Config['alerts'], c: Config, sender: WebhookSender) =>
+    new AlertEngine(a, c.proxy.name, { timeline: observer.timeline, pools: () => snapshots(ctx()) }, sender, logger);
+  let alerts = engineFor(config.alerts, config, webhooks);
   observer.alertStates = () => alerts.states();
   const plane: Plane = {
     observer,
-    alerts,
-    webhooks,
+    get alerts() {
+      return alerts;
+    },
+    get webhooks() {
+      return webhooks;
+    },
     admin: undefined,
     onRequest: (ex) => observer.request(ex),
     async start(fn, adminListen) {
       inflight = fn;
+      started = true;
       observer.start();
       alerts.start();
       if (!config.admin.enabled) return;
       const listen = adminListen ?? config.admin.listen;
-      plane.admin = await startAdmin({ ctx, observer, alerts, webhooks, inflight: fn, ops }, listen, config.admin.token);
+      plane.admin = await startAdmin({ ctx, observer, alerts: () => alerts, webhooks: () => webhooks, inflight: fn, ops }, listen, () => current.admin.token);
       logger.info({ admin: plane.admin.address }, `admin plane and dashboard on ${plane.admin.url}/`);
+    },
+    reconfigure(next) {
+      const before = current;
+      current = next;
+      if (JSON.stringify(before.alerts) === JSON.stringify(next.alerts) && before.proxy.name === next.proxy.name) return;
+      // Deliveries still waiting for a retry go to the receivers they were meant for, unless those changed.
+      const sameReceivers = JSON.stringify([before.alerts.webhooks, before.alerts.delivery_timeout, before.alerts.delivery_retries, before.alerts.delivery_backoff])
+        === JSON.stringify([next.alerts.webhooks, next.alerts.delivery_timeout, next.alerts.delivery_retries, next.alerts.delivery_backoff]);
+      const oldSender = webhooks;
+      if (!sameReceivers) webhooks = senderFor(next.alerts);
+      const engine = engineFor(next.alerts, next, webhooks);
+      engine.adoptState(alerts);
+      alerts.stop();
+      alerts = engine;
+      if (started) alerts.start();
+      if (!sameReceivers) void oldSender.close();
     },
     async stop() {
       alerts.stop();

@@ -11,7 +11,12 @@ export type Route = {
   method: 'GET' | 'PUT' | 'POST' | 'DELETE';
   pattern: RegExp;
   write: boolean;
-  handle(d: AdminDeps, m: RegExpExecArray, url: URL, req: IncomingMessage): Reply | Promise<Reply>;
+  /**
+   * Answers without the token: Kubernetes probes and load balancers cannot send one (issue 11 item 14).
+   * `authorized` says whether the caller passed the token rules; without it the answer carries only the verdict.
+   */
+  open?: true;
+  handle(d: AdminDeps, m: RegExpExecArray, url: URL, req: IncomingMessage, authorized: boolean): Reply | Promise<Reply>;
 };
 
 /** Largest PUT body read (an override is one word). */
@@ -43,15 +48,18 @@ export const ROUTES: Route[] = [
     method: 'GET',
     pattern: /^\/healthz$/,
     write: false,
+    open: true,
     handle: (d) => ({ status: 200, body: { status: 'ok', name: d.ctx().name, uptime_s: Math.round((Date.now() - d.observer.startedAt) / 1000) } }),
   },
   {
     method: 'GET',
     pattern: /^\/readyz$/,
     write: false,
-    handle: (d) => {
+    open: true,
+    handle: (d, _m, _url, _req, authorized) => {
       const r = readiness(d);
-      return { status: r.ready ? 200 : 503, body: r };
+      // Pool and backend names and states are for operators: an anonymous probe gets the verdict only.
+      return { status: r.ready ? 200 : 503, body: authorized ? r : { ready: r.ready } };
     },
   },
   { method: 'GET', pattern: /^\/api\/backends$/, write: false, handle: (d) => ({ status: 200, body: { pools: backendsView(d) } }) },

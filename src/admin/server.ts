@@ -36,11 +36,11 @@ function send(res: ServerResponse, r: Reply, head = false): void {
   res.end(head ? undefined : body);
 }
 
-export async function startAdmin(d: Omit<AdminDeps, 'tokenRequired'>, listen: string, token: string | undefined): Promise<AdminServer> {
+export async function startAdmin(d: Omit<AdminDeps, 'tokenRequired'>, listen: string, token: () => string | undefined): Promise<AdminServer> {
   const { host, port } = splitHostPort(listen);
-  if (!token && !isLoopbackHost(host)) throw new Error(`admin.listen ${listen} is not a loopback address: set admin.token (refusing to expose the admin plane without one)`);
+  if (!token() && !isLoopbackHost(host)) throw new Error(`admin.listen ${listen} is not a loopback address: set admin.token (refusing to expose the admin plane without one)`);
   const auth = adminAuth(host, token);
-  const deps: AdminDeps = { ...d, tokenRequired: auth.tokenRequired };
+  const deps: AdminDeps = { ...d, tokenRequired: () => auth.tokenRequired };
   const assets = loadAssets();
   const streams = new EventStreams();
   /** Per stream: the newest failure id it has, so the list is resent only when it changed. */
@@ -107,8 +107,8 @@ export async function startAdmin(d: Omit<AdminDeps, 'tokenRequired'>, listen: st
       return send(res, { status: 405, body: { error: 'method_not_allowed', message: `${req.method} is not allowed on ${url.pathname}` } });
     }
     const ok = auth.decide(req, route.write);
-    if (!ok.ok) return send(res, { status: ok.status, body: { error: ok.status === 401 ? 'unauthorized' : 'forbidden', message: ok.message } }, head);
-    const reply = await route.handle(deps, route.pattern.exec(url.pathname)!, url, req);
+    if (!ok.ok && !route.open) return send(res, { status: ok.status, body: { error: ok.status === 401 ? 'unauthorized' : 'forbidden', message: ok.message } }, head);
+    const reply = await route.handle(deps, route.pattern.exec(url.pathname)!, url, req, ok.ok);
     send(res, reply, head);
   }
 

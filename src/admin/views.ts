@@ -1,6 +1,7 @@
 // The JSON the admin API and the dashboard show: backends, stats, the "why 5xx now" summary, and the
 // dashboard's snapshot. One place builds each view so the API and the live page never disagree.
 import type { ConfigManager } from '../ops/reload.ts';
+import { maskUrl } from '../config/secrets.ts';
 import type { ProxyContext } from '../pipeline/context.ts';
 import type { AlertEngine } from '../observe/alerts.ts';
 import { CACHE_LABELS } from '../observe/classify.ts';
@@ -15,11 +16,12 @@ import type { BackendSnapshot, PoolSnapshot } from '../upstream/state.ts';
 export type AdminDeps = {
   ctx: () => ProxyContext;
   observer: Observer;
-  alerts: AlertEngine;
-  webhooks: WebhookSender;
+  /** The current alert engine and webhook sender: a reload replaces them. */
+  alerts: () => AlertEngine;
+  webhooks: () => WebhookSender;
   inflight: () => number;
-  /** Whether API calls need the bearer token (shown by the dashboard). */
-  tokenRequired: boolean;
+  /** Whether API calls need the bearer token (shown by the dashboard); follows a reloaded admin.token. */
+  tokenRequired: () => boolean;
   /** Reload and rollback, when the proxy was started with a config manager. */
   ops?: { config: ConfigManager };
 };
@@ -89,7 +91,7 @@ export function backendsView(d: AdminDeps, pools: PoolSnapshot[] = snapshots(d.c
       return {
         pool: p.name,
         name: b.name,
-        url: b.url,
+        url: maskUrl(b.url),
         zone: b.zone ?? null,
         weight: b.weight,
         state: b.state,
@@ -193,8 +195,8 @@ export function statsView(d: AdminDeps) {
 }
 
 export function alertsView(d: AdminDeps) {
-  const rules = d.alerts.view();
-  return { firing: rules.filter((r) => r.state === 'firing').map((r) => r.name), rules, deliveries: d.webhooks.recent() };
+  const rules = d.alerts().view();
+  return { firing: rules.filter((r) => r.state === 'firing').map((r) => r.name), rules, deliveries: d.webhooks().recent() };
 }
 
 /** Failure reports, newest first, filtered. */
@@ -224,5 +226,5 @@ export function liveView(d: AdminDeps, includeFailures: boolean) {
 }
 
 export function dashboardSnapshot(d: AdminDeps): ReturnType<typeof liveView> & { proxy: { name: string; token_required: boolean }; points: readonly Point[] } {
-  return { ...liveView(d, true), proxy: { name: d.ctx().name, token_required: d.tokenRequired }, points: d.observer.timeline.points() };
+  return { ...liveView(d, true), proxy: { name: d.ctx().name, token_required: d.tokenRequired() }, points: d.observer.timeline.points() };
 }

@@ -1,13 +1,15 @@
 // `lacquer demo` (what `npm start` runs): the bundled demo origins on the example's backend ports, Lacquer
 // in front of them, and a one-minute walkthrough: a miss, a hit, the origins going down, a stale serve,
 // an explained 503, and recovery. The proxy keeps running afterwards for the reader to try.
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { startOrigin, type Origin } from '../lab/origin.ts';
 import { splitHostPort } from '../server/listener.ts';
-import { startProxy } from '../main.ts';
-import { loadOrExit } from './serve.ts';
+import { formatProblem } from '../config/load.ts';
+import { StartupError } from '../main.ts';
+import { loadOrExit, startOrExit, startupProblem } from './serve.ts';
 
 const TTL_SECONDS = 4;
 
@@ -30,9 +32,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function demoCommand(file: string, walkthrough: boolean): Promise<void> {
   const config = loadOrExit(file);
   const origins: Origin[] = [];
-  for (const b of config.backends) {
+  const fail = async (err: unknown): Promise<never> => {
+    await Promise.all(origins.map((o) => o.close()));
+    process.stderr.write(`${file}: cannot start: ${formatProblem(startupProblem(err))}\n`);
+    process.exit(1);
+  };
+  for (const [i, b] of config.backends.entries()) {
     const u = new URL(b.url);
     const { host, port } = splitHostPort(u.host.includes(':') ? u.host : `${u.hostname}:80`);
+    // The demo origins listen on the backends' ports: a taken one is named by its setting, like the proxy's.
     const origin = await startOrigin({
       host: host || '127.0.0.1',
       port,
@@ -41,12 +49,16 @@ export async function demoCommand(file: string, walkthrough: boolean): Promise<v
         '/api/now': { kind: 'normal', cacheControl: 'no-store', headers: { 'content-type': 'application/json' }, body: '{"now":"dynamic"}\n' },
         '*': { kind: 'normal', cacheControl: `max-age=${TTL_SECONDS}` },
       },
-    });
+    }).catch((err: unknown) => fail(new StartupError(`backends.${i}.url`, b.url, err)));
     origins.push(origin);
   }
-  // During the walkthrough the access log goes to a file, so the narration stays readable.
-  const logFile = join(tmpdir(), `lacquer-demo-access-${process.pid}.log`);
-  const proxy = await startProxy(config, { logDestination: walkthrough ? logFile : undefined });
+  // During the walkthrough the access log goes to a file, so the narration stays readable; it is removed
+  // when the demo stops (nothing left in /tmp).
+  const logDir = walkthrough ? mkdtempSync(join(tmpdir(), 'lacquer-demo-')) : undefined;
+  const logFile = logDir ? join(logDir, 'access.log') : undefined;
+  const cleanup = () => logDir && rmSync(logDir, { recursive: true, force: true });
+  process.once('exit', cleanup);
+  const proxy = await startOrExit(config, file, { logDestination: logFile });
   const base = proxy.url;
   process.stderr.write(`Lacquer demo: proxy ${base} in front of ${config.backends.map((b) => `${b.name} ${b.url}`).join(', ')}\n`);
   if (proxy.plane.admin) process.stderr.write(`Dashboard: ${proxy.plane.admin.url}/ (Prometheus: ${proxy.plane.admin.url}/metrics)\n`);

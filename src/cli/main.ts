@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // `lacquer` command line: one file per verb under src/cli/.
+import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { registerLab } from './lab.ts';
 import type { PurgeOptions } from './purge.ts';
@@ -9,7 +10,13 @@ import type { LogsCliOptions } from './logs.ts';
 const program = new Command()
   .name('lacquer')
   .description('A caching reverse proxy that serves stale instead of failing, and explains every failure it cannot hide.')
+  .version(packageVersion(), '-V, --version', 'print the version')
   .showHelpAfterError();
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
 
 program
   .command('serve')

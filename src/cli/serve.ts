@@ -1,7 +1,10 @@
 // `lacquer serve --config FILE`: run the proxy until SIGTERM/SIGINT, then stop gracefully and exit 0.
-import { ConfigError, formatProblem, loadConfigFile } from '../config/load.ts';
+// Every start-up failure is one line naming the setting to change, exit 1 (issue 11 item 11).
+import { ConfigError, formatProblem, loadConfigFile, type ConfigProblem } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
-import { startProxy, type Proxy } from '../main.ts';
+import { maskText } from '../config/secrets.ts';
+import { StartupError, startProxy, type Proxy, type StartOptions } from '../main.ts';
+import { logReload } from '../ops/reload.ts';
 import { printProblems } from './check.ts';
 
 export function loadOrExit(file: string): Config {
@@ -14,53 +17,72 @@ export function loadOrExit(file: string): Config {
   }
 }
 
-const LISTEN_HINT: Record<string, string> = {
+/** What is valid instead, by the errno a start-up step failed with. */
+const HINT: Record<string, string> = {
   EADDRINUSE: 'a port no other process listens on',
-  EACCES: 'a port this user may bind (below 1024 needs privileges)',
+  EACCES: 'an address or file this user may use (ports below 1024 need privileges)',
   EADDRNOTAVAIL: 'an address of one of this host’s interfaces',
+  ENOENT: 'a path whose directory exists',
+  EISDIR: 'a file, not a directory',
+  EROFS: 'a path on a writable file system',
 };
 
-function isListenError(err: unknown): err is NodeJS.ErrnoException & { address: string; port: number } {
-  return err instanceof Error && (err as NodeJS.ErrnoException).syscall === 'listen';
+/** A start-up failure as the one line an operator reads: setting, value, errno, what is valid. */
+export function startupProblem(err: unknown): ConfigProblem {
+  if (err instanceof StartupError) {
+    const code = err.code ?? '';
+    const why = code || (err.cause instanceof Error ? err.cause.message : String(err.cause));
+    return { path: err.setting, received: `${err.value} (${maskText(why.split('\n')[0]!)})`, valid: HINT[code] ?? 'a value this host can use' };
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { path: '(start)', received: maskText(message.split('\n')[0]!), valid: 'see the message; nothing was started' };
+}
+
+/** Starts the proxy, or prints the failure as one line and exits 1 (a listener that cannot bind is an operator's problem, not a stack trace). */
+export async function startOrExit(config: Config, file: string, opts: StartOptions = {}): Promise<Proxy> {
+  try {
+    return await startProxy(config, { configFile: file, ...opts });
+  } catch (err) {
+    process.stderr.write(`${file}: cannot start: ${formatProblem(startupProblem(err))}\n`);
+    process.exit(1);
+  }
 }
 
 export async function serveCommand(file: string): Promise<Proxy> {
   const config = loadOrExit(file);
-  let proxy: Proxy;
-  try {
-    proxy = await startProxy(config, { configFile: file });
-  } catch (err) {
-    if (!isListenError(err)) throw err;
-    // A port in use is an operator's problem like a bad setting: say which, not a stack trace.
-    const at = `${err.address}:${err.port}`;
-    process.stderr.write(`${file}: cannot start\n${formatProblem({ path: config.listen.some((l) => l.address === at) ? 'listen' : 'listen address', received: `${at} (${err.code})`, valid: LISTEN_HINT[err.code ?? ''] ?? 'an address this host can listen on' })}\n`);
-    process.exit(1);
-  }
-  const backends = [...proxy.ctx.pools.values()].flatMap((p) => p.backends.map((b) => `${p.name}/${b.name} ${b.origin}`));
+  const proxy = await startOrExit(config, file);
+  const backends = [...proxy.ctx.pools.values()].flatMap((p) => p.backends.map((b) => `${p.name}/${b.name} ${maskText(b.origin)}`));
   proxy.ctx.log.logger.info(
     { listen: proxy.listener.address, listeners: proxy.listeners.length > 1 ? proxy.listeners.map((l) => l.url) : undefined, admin: proxy.plane.admin?.url, backends },
     `lacquer listening on ${proxy.listeners.map((l) => (l.url.startsWith('https') ? l.url : l.address)).join(', ')}, backends ${backends.join(', ')}`,
   );
   // SIGHUP re-reads the file: validated, switched atomically, or refused with the running config kept.
   process.on('SIGHUP', () => {
-    void proxy.config.reload().then((r) => {
-      const log = proxy.ctx.log.logger;
-      if (r.ok) log.info({ type: 'reload', ...r }, `configuration reloaded (version ${r.version})${r.warnings.length ? `: ${r.warnings.join('; ')}` : ''}`);
-      else log.error({ type: 'reload', ...r }, `reload refused: ${r.reason}${r.problems ? `\n${r.problems.join('\n')}` : ''}`);
-    });
+    void proxy.config.reload().then((r) => logReload(proxy.ctx.log.logger, r));
   });
   const stop = (signal: string) => {
-    proxy.ctx.log.logger.info({ signal, inflight: proxy.listener.inflight() }, `${signal}: draining (up to ${config.proxy.drain_timeout}ms)`);
+    const drainMs = proxy.ctx.config.proxy.drain_timeout;
+    const deadline = Date.now() + drainMs;
+    // Whatever hangs (a log pipe nobody reads, a stuck snapshot write), the process is gone shortly after the
+    // drain bound: a supervisor's SIGKILL is worse. Timers still run: nothing below blocks the event loop.
+    setTimeout(() => process.exit(1), drainMs + GRACE_MS).unref();
+    proxy.ctx.log.logger.info({ signal, inflight: proxy.listener.inflight() }, `${signal}: draining (up to ${drainMs}ms)`);
+    const exit = (code: number, err?: unknown) => {
+      if (err) proxy.ctx.log.logger.error({ err }, 'stop failed');
+      // Give the log destinations what is left of the drain time (at least a little) to take the last lines.
+      void proxy.ctx.log.drain(Math.max(MIN_LOG_DRAIN_MS, deadline - Date.now())).then(() => process.exit(code));
+    };
     proxy.stop().then(
-      () => {
-        proxy.ctx.log.logger.info('stopped');
-        proxy.ctx.log.flush();
-        process.exit(0);
-      },
-      () => process.exit(1),
+      () => exit(0),
+      (err: unknown) => exit(1, err),
     );
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   return proxy;
 }
+
+/** Past proxy.drain_timeout, how long the rest of the stop (admin, snapshot, log) may take before the process exits anyway. */
+const GRACE_MS = 1500;
+/** The least time the last log lines get when the drain used all of proxy.drain_timeout. */
+const MIN_LOG_DRAIN_MS = 250;

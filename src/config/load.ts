@@ -4,6 +4,8 @@ import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigSchema, TIMEOUT_DEFAULTS, type BackendConfig, type Config, type TimeoutConfig } from './schema.ts';
+import { maskSecrets, maskValue } from './secrets.ts';
+import { semanticProblems } from './semantics.ts';
 
 export type ConfigProblem = { path: string; received: string; valid: string };
 
@@ -50,8 +52,7 @@ export function parseConfigText(text: string, source = '(config)', env: NodeJS.P
   if (problems.length) {
     // Report the schema's problems too (every problem in one pass), except where an unset variable already explains it.
     const unsetAt = new Set(problems.map((p) => p.path));
-    const result = ConfigSchema.safeParse(substituted);
-    if (!result.success) problems.push(...result.error.issues.flatMap((i) => describeIssue(i, substituted)).filter((p) => !unsetAt.has(p.path)));
+    problems.push(...allProblems(ConfigSchema.safeParse(substituted), substituted).filter((p) => !unsetAt.has(p.path)));
     throw new ConfigError(source, problems);
   }
   return validateConfig(substituted, source);
@@ -59,8 +60,22 @@ export function parseConfigText(text: string, source = '(config)', env: NodeJS.P
 
 export function validateConfig(raw: unknown, source = '(config)'): Config {
   const result = ConfigSchema.safeParse(raw);
-  if (!result.success) throw new ConfigError(source, result.error.issues.flatMap((i) => describeIssue(i, raw)));
+  const problems = allProblems(result, raw);
+  if (problems.length || !result.success) throw new ConfigError(source, problems);
   return deepFreeze(result.data) as Config;
+}
+
+/** The schema's problems and the semantic ones, each path once (the schema's message wins). */
+function allProblems(result: ReturnType<typeof ConfigSchema.safeParse>, raw: unknown): ConfigProblem[] {
+  const problems = result.success ? [] : result.error.issues.flatMap((i) => describeIssue(i, raw));
+  const at = new Set(problems.map((p) => p.path));
+  for (const p of semanticProblems(raw)) {
+    const path = p.path.map(String).join('.');
+    if (at.has(path)) continue;
+    at.add(path);
+    problems.push({ path, received: show(p.value, p.path), valid: p.valid });
+  }
+  return problems;
 }
 
 /** Effective timeouts for a backend: built-in defaults < top-level `timeouts` < the backend's own. */
@@ -101,9 +116,11 @@ function valueAt(raw: unknown, path: PropertyKey[]): unknown {
   return cur;
 }
 
-function show(v: unknown): string {
+/** A received value as `check` prints it: JSON, secrets masked (issue 11 item 9), long values cut. */
+function show(v: unknown, path: readonly PropertyKey[] = []): string {
   if (v === undefined) return '(missing)';
-  const s = JSON.stringify(v);
+  const keys = path.map((k) => (typeof k === 'number' ? k : String(k)));
+  const s = JSON.stringify(typeof v === 'string' ? maskValue(keys, v) : v && typeof v === 'object' ? maskSecrets(v, keys) : v);
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 
@@ -114,7 +131,7 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): ConfigProblem[] {
     const allowed = allowedKeys(path);
     return issue.keys.map((k) => ({
       path: dotted ? `${dotted}.${k}` : k,
-      received: show(valueAt(raw, [...path, k])),
+      received: show(valueAt(raw, [...path, k]), [...path, k]),
       valid: `not a setting here${allowed.length ? `; valid keys: ${allowed.join(', ')}` : ''}`,
     }));
   }
@@ -122,7 +139,7 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): ConfigProblem[] {
   if (issue.code === 'invalid_type') valid = `expected ${issue.expected}`;
   else if (issue.code === 'invalid_value') valid = `one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
   else if (issue.code === 'too_small' || issue.code === 'too_big') valid = issue.message.replace(/^Too (small|big): expected /, 'expected ');
-  return [{ path: dotted, received: show(valueAt(raw, path)), valid }];
+  return [{ path: dotted, received: show(valueAt(raw, path), path), valid }];
 }
 
 /** Keys a strict object at `path` accepts, read from the schema itself so the list never drifts. */

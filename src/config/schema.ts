@@ -284,7 +284,11 @@ const Log = z.strictObject({
   access: z
     .string()
     .default('stdout')
-    .meta({ description: 'Where access log lines (one JSON object per request) go: `stdout`, `stderr`, `off` or a file path.', default: 'stdout' }),
+    .meta({
+      description:
+        'Where access log lines (one JSON object per request) go: `stdout`, `stderr`, `off` or a file path (appended to; its directory must exist). Operational messages always go to stderr, and to the file too. A destination that does not keep up never stalls the proxy: past 4 MiB pending, lines are dropped and counted (`lacquer_log_lines_dropped_total`). Restart to change.',
+      default: 'stdout',
+    }),
   level: z
     .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
     .default('info')
@@ -736,26 +740,10 @@ export const ConfigSchema = z.strictObject({
   alerts: Alerts.prefault({}).meta({ description: 'Alert rules evaluated in-process, notified to webhooks.' }),
   maintenance: Maintenance.prefault({}).meta({ description: 'Maintenance mode: global, per pool, or in scheduled windows (also switchable over the admin API).' }),
   reload: Reload.prefault({}).meta({ description: 'Configuration reload (SIGHUP, `POST /api/reload`) and rollback.' }),
-}).superRefine((cfg, ctx) => {
-  const seen = new Set<string>();
-  const unique = (name: string, path: (string | number)[]) => {
-    // Backend names are unique across pools: logs, Proxy-Status next-hop and overrides name a backend alone.
-    if (seen.has(name)) ctx.addIssue({ code: 'custom', path, message: 'a name not used by another backend (in any pool)' });
-    seen.add(name);
-  };
-  cfg.backends.forEach((b, i) => unique(b.name, ['backends', i, 'name']));
-  const pools = new Set<string>();
-  if (cfg.backends.length > 0) pools.add('default');
-  cfg.pools.forEach((p, i) => {
-    if (pools.has(p.name)) ctx.addIssue({ code: 'custom', path: ['pools', i, 'name'], message: p.name === 'default' ? 'another name: `default` is the `backends:` list' : 'a name not used by another pool' });
-    pools.add(p.name);
-    p.backends.forEach((b, j) => unique(b.name, ['pools', i, 'backends', j, 'name']));
-  });
-  if (pools.size === 0) ctx.addIssue({ code: 'custom', path: ['backends'], message: 'at least one backend (in `backends` or in a pool)' });
-  cfg.routes.forEach((r, i) => {
-    if (!pools.has(r.pool)) ctx.addIssue({ code: 'custom', path: ['routes', i, 'pool'], message: `one of the pools: ${[...pools].join(', ') || '(none defined)'}` });
-  });
 });
+// Checks across settings (unique backend and pool names, routes naming a pool, admin.listen apart from
+// listen, ...) live in semantics.ts: they run on the raw document even when the schema found problems, so
+// `check` reports everything in one pass.
 
 export type ConfigInput = z.input<typeof ConfigSchema>;
 type Parsed = z.output<typeof ConfigSchema>;

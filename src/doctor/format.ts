@@ -29,10 +29,18 @@ function table(rows: [string, string][]): string[] {
   return rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`);
 }
 
+/** What the probe path really answered (the header once printed the expected 200 next to a 404). */
+function answered(r: TargetReport): string {
+  const expected = r.target.probe.expectedStatus;
+  const got = [...new Set((r.http?.samples ?? []).map((s) => s.status ?? s.error ?? '?'))];
+  if (got.length === 0) return `no answer (expected ${expected})`;
+  return got.length === 1 && got[0] === expected ? String(expected) : `${got.join(' / ')} (expected ${expected})`;
+}
+
 export function formatTarget(r: TargetReport): string {
   const t = r.target;
   const host = t.host.includes(':') ? `[${t.host}]` : t.host;
-  const out = [`${t.name}  ${t.scheme}://${host}:${t.port}  probe GET ${t.probe.path} → ${t.probe.expectedStatus}${t.probe.configured ? '' : ' (probes off)'}  [${r.severity.toUpperCase()}]`];
+  const out = [`${t.name}  ${t.scheme}://${host}:${t.port}  probe GET ${t.probe.path} → ${answered(r)}${t.probe.configured ? '' : ' (probes off)'}  [${r.severity.toUpperCase()}]`];
   const rows: [string, string][] = [];
   rows.push(['dns', r.dns.error ? `${r.dns.host}: ${r.dns.error} (${ms(r.dns.ms)})` : `${r.dns.addresses.map((a) => `${a.address} v${a.family}`).join(', ')}  in ${ms(r.dns.ms)}`]);
   for (const c of r.tcp) rows.push(['connect', `${c.address.includes(':') ? `[${c.address}]` : c.address}:${c.port}  ${c.error ? `${c.error} after ${ms(c.ms)}` : ms(c.ms)}  (limit ${formatDuration(t.timeouts.connect)})`]);

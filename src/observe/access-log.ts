@@ -1,12 +1,12 @@
 // The access log: one JSON line per request (pino, asynchronous so logging never blocks the hot path),
-// carrying for every failure the full report of ../shared/FAILURES.md. Also keeps the most recent
+// carrying for every failure the full report of docs/FAILURES.md. Also keeps the most recent
 // failure reports in memory for the admin plane.
 import pino, { type Logger } from 'pino';
-import { writeSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { ProxyError } from '../errors.ts';
 import type { Exchange } from '../server/exchange.ts';
 import { cacheStatusValue } from '../pipeline/deliver.ts';
+import { openSink, streamSink, type LogSink } from './log-sink.ts';
 
 export type HealthContext = {
   pool: string;
@@ -89,59 +89,80 @@ function isoNow(): string {
 }
 
 export class AccessLog {
+  /** Operational messages (start, stop, reload, health changes, failures of background work). */
   readonly logger: Logger;
   readonly #access: Logger | undefined;
+  /** Lines that belong with the access lines but are not one (background refresh failures). */
+  readonly #accessLogger: Logger | undefined;
   readonly #name: string;
   readonly #recent: FailureReport[] = [];
   readonly #max: number;
   /** Health context for failure reports; set by whoever owns the backends. */
   healthOf: AccessLogOptions['healthOf'];
-  readonly #dest: ReturnType<typeof pino.destination> | undefined;
-  /** The logger's stream: access lines are written to it directly (see request()). */
-  readonly #out: { write(line: string): unknown };
+  /** Where access lines go; undefined for `off`. */
+  readonly #accessSink: LogSink | undefined;
+  /** Where operational messages go: stderr whatever `log.access` says (issue 11 item 13), or the test's stream. */
+  readonly #opsSink: LogSink;
+  /** Access lines are batched for fd destinations; a test's stream gets each line at once. */
+  readonly #batched: boolean;
   /**
-   * Access lines of the last few milliseconds, written to the file destination in one piece. sonic-boom
-   * measures its whole pending buffer on every write (Buffer.byteLength flattens it), so writing line
-   * by line copied each buffered line dozens of times and, under load, filled the old generation with
-   * garbage (BENCHMARKS.md). pino's own lines take the batch along first, so the order of lines holds.
+   * Access lines of the last few milliseconds, written in one piece. sonic-boom measures its whole pending
+   * buffer on every write (Buffer.byteLength flattens it), so writing line by line copied each buffered
+   * line dozens of times and, under load, filled the old generation with garbage (BENCHMARKS.md). An
+   * operational line written to the same destination takes the batch along first, so the order of lines holds.
    */
   #batch = '';
   #batchTimer: NodeJS.Timeout | undefined;
   readonly #writeBatch = (): void => {
     clearTimeout(this.#batchTimer);
     this.#batchTimer = undefined;
-    const b = this.#batch;
-    this.#batch = '';
-    if (b) this.#out.write(b);
+    const b = this.#takeBatch();
+    if (b) this.#accessSink?.write(b);
   };
 
   constructor(o: AccessLogOptions) {
     this.#name = o.proxyName;
     this.#max = o.recentFailures ?? 200;
     this.healthOf = o.healthOf;
-    let stream: Writable | ReturnType<typeof pino.destination>;
-    if (typeof o.destination === 'string') {
-      const d = o.destination;
-      this.#dest = pino.destination({ dest: d === 'stdout' || d === 'off' ? 1 : d === 'stderr' ? 2 : d, sync: false, mkdir: true });
-      stream = this.#dest;
-    } else stream = o.destination;
-    this.#out = stream;
+    const d = o.destination;
+    if (typeof d === 'string') {
+      this.#opsSink = openSink('stderr');
+      this.#accessSink = d === 'off' ? undefined : d === 'stderr' ? this.#opsSink : openSink(d);
+      this.#batched = true;
+    } else {
+      this.#opsSink = this.#accessSink = streamSink(d, { bound: false });
+      this.#batched = false;
+    }
+    // A file keeps the whole story: operational lines go there too, in order with the access lines.
+    const copyOps = typeof d === 'string' && d !== 'off' && d !== 'stdout' && d !== 'stderr';
+    const opsStream = {
+      write: (line: string) => {
+        if (this.#accessSink === this.#opsSink) return this.#opsSink.write(this.#takeBatch() + line);
+        if (copyOps) this.#accessSink!.write(this.#takeBatch() + line);
+        this.#opsSink.write(line);
+      },
+    };
     const opts = {
       base: null,
       level: o.level,
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label: string) => ({ level: label }) },
-      hooks: {
-        streamWrite: (line: string) => {
-          if (!this.#batch) return line;
-          const b = this.#batch;
-          this.#batch = '';
-          return b + line;
-        },
-      },
     };
-    this.logger = pino(opts, stream);
-    this.#access = o.destination === 'off' ? undefined : this.logger.child({ type: 'access' }, { level: 'info' });
+    this.logger = pino(opts, opsStream);
+    const sink = this.#accessSink;
+    this.#accessLogger = sink === undefined ? undefined : pino(opts, { write: (line: string) => sink.write(this.#takeBatch() + line) });
+    this.#access = this.#accessLogger?.child({ type: 'access' }, { level: 'info' });
+  }
+
+  #takeBatch(): string {
+    const b = this.#batch;
+    this.#batch = '';
+    return b;
+  }
+
+  /** Log lines dropped because a destination was too slow or broken (never waited for). */
+  droppedLines(): number {
+    return (this.#accessSink?.dropped() ?? 0) + (this.#accessSink === this.#opsSink ? 0 : this.#opsSink.dropped());
   }
 
   /** Called once per request when its response is finished or aborted. */
@@ -190,8 +211,8 @@ export class AccessLog {
       this.#access.info(fields);
       return;
     }
-    if (!this.#dest) {
-      this.#out.write(`${json}\n`);
+    if (!this.#batched) {
+      this.#accessSink!.write(`${json}\n`);
       return;
     }
     this.#batch += `${json}\n`;
@@ -203,7 +224,8 @@ export class AccessLog {
     const report = this.report(ex, err);
     report.served = 'background-refresh';
     this.#remember(report);
-    this.logger.warn({ type: 'background', error: report }, `background refresh of ${ex.target} failed: ${err.type}`);
+    // A failure report like the access lines', so it goes where they go (and to stderr when they are off).
+    (this.#accessLogger ?? this.logger).warn({ type: 'background', error: report }, `background refresh of ${ex.target} failed: ${err.type}`);
   }
 
   report(ex: Exchange, err: ProxyError): FailureReport {
@@ -247,21 +269,23 @@ export class AccessLog {
     return [...this.#recent].reverse();
   }
 
-  /** Writes everything pending synchronously (at exit). */
+  /** Writes what is pending where that cannot block (files); pipes keep their queue (see drain). */
   flush(): void {
-    const d = this.#dest;
-    if (!d) return this.#writeBatch();
-    clearTimeout(this.#batchTimer);
-    this.#batchTimer = undefined;
-    const batch = this.#batch;
-    this.#batch = '';
-    try {
-      d.flushSync();
-      // Not through d.write(): that would start an asynchronous write, which an exit right after drops.
-      if (batch) writeSync((d as unknown as { fd: number }).fd, batch); // sonic-boom's fd, public but untyped
-    } catch {
-      // Not open yet: sonic-boom keeps the lines until it is.
-      if (batch) d.write(batch);
-    }
+    this.#writeBatch();
+    this.#accessSink?.flush();
+    if (this.#opsSink !== this.#accessSink) this.#opsSink.flush();
+  }
+
+  /** After the proxy stopped: flush and close a log file (stdout and stderr stay open for the process's last words). */
+  close(): void {
+    this.flush();
+    this.#accessSink?.close();
+    if (this.#opsSink !== this.#accessSink) this.#opsSink.close();
+  }
+
+  /** At exit: flush, then give pipes up to `ms` to take what is queued. A stalled reader costs `ms`, never more. */
+  async drain(ms: number): Promise<void> {
+    this.flush();
+    await Promise.all([this.#accessSink?.drain(ms), this.#opsSink.drain(ms)]);
   }
 }

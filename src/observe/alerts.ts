@@ -130,6 +130,25 @@ export class AlertEngine {
     }));
   }
 
+  /**
+   * After a reload: rules that kept their name and condition keep their state (a firing alert stays firing,
+   * so the reload sends no second "firing"); new or changed rules start at ok.
+   */
+  adoptState(previous: AlertEngine): void {
+    const old = new Map(previous.#runs.map((r) => [r.rule.name, r]));
+    for (const run of this.#runs) {
+      const o = old.get(run.rule.name);
+      if (!o || o.rule.when.text !== run.rule.when.text) continue;
+      run.state = o.state;
+      run.holdingSince = o.holdingSince;
+      run.firingSince = o.firingSince;
+      run.clearingSince = o.clearingSince;
+      run.resolvedAt = o.resolvedAt;
+      run.last = o.last;
+      run.lastNotification = o.lastNotification;
+    }
+  }
+
   start(): void {
     if (this.#runs.length === 0) return;
     this.#timer = setInterval(() => this.evaluate(), this.#cfg.interval);

@@ -17,6 +17,8 @@ export type MetricSources = {
   alerts(): { name: string; firing: boolean }[];
   /** Pool of a backend by name, for attempts (which carry only the backend name). */
   poolOf(backend: string): string;
+  /** Log lines dropped because a log destination was too slow or broken. */
+  logDropped?(): number;
 };
 
 /** Seconds: from a cache hit (well under 1 ms) to the 60 s default first_byte timeout. */
@@ -181,6 +183,18 @@ export class Metrics {
       help: 'Webhook deliveries of alert notifications, by result: delivered, retried (one failed attempt), failed (gave up).',
       labelNames: ['result'],
       registers,
+    });
+    const logDropped = () => src.logDropped?.() ?? 0;
+    let logDroppedSeen = 0;
+    new Counter({
+      name: 'lacquer_log_lines_dropped_total',
+      help: 'Log lines (access and operational) dropped because their destination was too slow or broken: logging never stalls serving.',
+      registers,
+      collect() {
+        const n = logDropped();
+        if (n > logDroppedSeen) this.inc(n - logDroppedSeen);
+        logDroppedSeen = n;
+      },
     });
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }

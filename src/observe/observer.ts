@@ -65,6 +65,7 @@ export class Observer {
       inflight,
       alerts: () => this.alertStates(),
       poolOf,
+      logDropped: () => ctx().log.droppedLines(),
     });
     this.timeline = new Timeline(poolOf);
   }

@@ -3,6 +3,7 @@
 // a slow or dead receiver can delay a notification, never a client request.
 import type { Logger } from 'pino';
 import { Agent, request } from 'undici';
+import { maskText, maskUrl } from '../config/secrets.ts';
 
 export type Notification = {
   proxy: string;
@@ -75,7 +76,7 @@ export class WebhookSender {
   send(n: Notification): void {
     if (this.#closed) return;
     for (const target of this.#targets) {
-      const record: DeliveryRecord = { rule: n.rule, state: n.state, url: target.url, attempts: 0, result: 'pending', at: n.at };
+      const record: DeliveryRecord = { rule: n.rule, state: n.state, url: maskUrl(target.url), attempts: 0, result: 'pending', at: n.at };
       this.#recent.push(record);
       if (this.#recent.length > RECENT) this.#recent.shift();
       const p: Pending = { n, target, attempt: 0, record };
@@ -104,7 +105,7 @@ export class WebhookSender {
       this.#pending.delete(oldest);
       oldest.record.result = 'failed';
       oldest.record.lastError = 'dropped: too many deliveries waiting';
-      this.#log.error({ type: 'alert', rule: oldest.n.rule, url: oldest.target.url }, 'alert delivery dropped: too many deliveries waiting for retry');
+      this.#log.error({ type: 'alert', rule: oldest.n.rule, url: oldest.record.url }, 'alert delivery dropped: too many deliveries waiting for retry');
     }
   }
 
@@ -125,7 +126,7 @@ export class WebhookSender {
       if (res.statusCode < 200 || res.statusCode >= 300) problem = `HTTP ${res.statusCode}`;
     } catch (err) {
       const e = err as Error & { code?: string };
-      problem = e.name === 'TimeoutError' ? `timeout after ${this.#o.timeoutMs}ms` : (e.code ?? e.message);
+      problem = e.name === 'TimeoutError' ? `timeout after ${this.#o.timeoutMs}ms` : (e.code ?? maskText(e.message));
     }
     if (this.#closed) return;
     if (problem === undefined) {
@@ -140,12 +141,12 @@ export class WebhookSender {
       this.#pending.delete(p);
       p.record.result = 'failed';
       this.#onResult('failed');
-      this.#log.error({ type: 'alert', rule: p.n.rule, state: p.n.state, url: p.target.url, attempts: p.attempt, error: problem }, `alert delivery to ${p.target.url} failed after ${p.attempt} attempts: ${problem}`);
+      this.#log.error({ type: 'alert', rule: p.n.rule, state: p.n.state, url: p.record.url, attempts: p.attempt, error: problem }, `alert delivery to ${p.record.url} failed after ${p.attempt} attempts: ${problem}`);
       return;
     }
     const wait = Math.min(MAX_BACKOFF_MS, this.#o.backoffMs * 2 ** (p.attempt - 1));
     this.#onResult('retried');
-    this.#log.warn({ type: 'alert', rule: p.n.rule, state: p.n.state, url: p.target.url, attempt: p.attempt, error: problem, retry_in_ms: wait }, `alert delivery to ${p.target.url} failed (${problem}); retrying in ${wait}ms`);
+    this.#log.warn({ type: 'alert', rule: p.n.rule, state: p.n.state, url: p.record.url, attempt: p.attempt, error: problem, retry_in_ms: wait }, `alert delivery to ${p.record.url} failed (${problem}); retrying in ${wait}ms`);
     p.timer = setTimeout(() => void this.#attempt(p), wait);
     p.timer.unref();
   }

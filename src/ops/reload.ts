@@ -3,21 +3,34 @@
 // the cache is kept. A refused config leaves the running one in place, and says why. The last N applied
 // configurations are kept for rollback.
 import { ConfigError, formatProblem, loadConfigFile } from '../config/load.ts';
+import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
 import { probeOnce } from '../upstream/health/probe.ts';
 import type { BackendPool } from '../upstream/pool.ts';
 
 export type ReloadOutcome =
-  | { ok: true; version: number; source: 'reload' | 'rollback'; warnings: string[] }
+  | {
+      ok: true;
+      version: number;
+      source: 'reload' | 'rollback';
+      /** Settings that changed in the file but keep their running value until a restart. */
+      restart_required: string[];
+      warnings: string[];
+    }
   | { ok: false; reason: string; problems?: string[] };
 
 export type Applied = { version: number; appliedAt: string; source: 'start' | 'reload' | 'rollback'; config: Config };
 
-/** Settings bound at start: a reload that changes them applies everything else and warns. */
-const RESTART_ONLY: ReadonlyArray<[string, (c: Config) => unknown]> = [
+/**
+ * Settings bound at start (sockets, the store's size, the log destination): a reload that changes them applies
+ * everything else, keeps their running value and says so. Everything else — pools, routes, cache rules, timeouts,
+ * health, retries, maintenance, alerts, admin.token, log.level — applies on reload. README lists the same.
+ */
+export const RESTART_ONLY: ReadonlyArray<[string, (c: Config) => unknown]> = [
   // Addresses and protocols; certificate files are re-read on reload (server/tls.ts), so they are not here.
-  ['listen', (c) => JSON.stringify(c.listen.map((l) => [l.address, l.tls !== undefined, l.http2, l.proxy_protocol]))],
+  ['listen', (c) => c.listen.map((l) => `${l.address}${l.tls ? ' tls' : ''}${l.http2 ? ' http2' : ''}${l.proxy_protocol ? ' proxy_protocol' : ''}`).join(', ')],
   ['admin.listen', (c) => c.admin.listen],
+  ['admin.enabled', (c) => c.admin.enabled],
   ['cache.memory', (c) => c.cache.memory],
   ['cache.persist', (c) => JSON.stringify(c.cache.persist ?? null)],
   ['log.access', (c) => c.log.access],
@@ -38,8 +51,12 @@ export class ConfigManager {
   readonly #switcher: Switcher;
   #busy: Promise<ReloadOutcome> | undefined;
 
+  /** The configuration the process started with: what restart-only settings still run with. */
+  readonly #boot: Config;
+
   constructor(initial: Config, file: string | undefined, switcher: Switcher) {
     this.file = file;
+    this.#boot = initial;
     this.#switcher = switcher;
     this.#history.push({ version: 1, appliedAt: new Date().toISOString(), source: 'start', config: initial });
   }
@@ -80,8 +97,11 @@ export class ConfigManager {
   }
 
   async #switch(next: Config, source: 'reload' | 'rollback'): Promise<ReloadOutcome> {
-    const cur = this.current;
-    const warnings = RESTART_ONLY.filter(([, get]) => get(cur) !== get(next)).map(([path]) => `${path} changed: takes effect on restart only`);
+    // Against the start-up values, not the last reload's: those are what still runs until a restart.
+    const cur = this.#boot;
+    const changed = RESTART_ONLY.filter(([, get]) => get(cur) !== get(next));
+    const show = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
+    const warnings = changed.map(([path, get]) => `${path} changed (${show(get(cur))} → ${show(get(next))}): needs a restart; ${show(get(cur))} stays in effect until then`);
     if (next.reload.require_healthy) {
       const sick = await sickPools(this.#switcher.buildPools(next));
       if (sick.length) return { ok: false, reason: `every backend failed its first probe in pool ${sick.join(', ')}; the running configuration is kept` };
@@ -90,7 +110,7 @@ export class ConfigManager {
     this.#version++;
     this.#history.push({ version: this.#version, appliedAt: new Date().toISOString(), source, config: next });
     while (this.#history.length > Math.max(2, next.reload.history)) this.#history.shift();
-    return { ok: true, version: this.#version, source, warnings };
+    return { ok: true, version: this.#version, source, restart_required: changed.map(([path]) => path), warnings };
   }
 
   async #serial(fn: () => Promise<ReloadOutcome>): Promise<ReloadOutcome> {
@@ -121,11 +141,9 @@ async function sickPools(pools: Map<string, BackendPool>): Promise<string[]> {
   }
 }
 
-/** The configuration as shown by GET /api/config: secrets masked. */
-export function maskSecrets(value: unknown, key = ''): unknown {
-  if (typeof value === 'string' && /token|secret|password|authorization/i.test(key)) return value ? '***' : value;
-  if (typeof value === 'string' && /url/i.test(key)) return value.replace(/\/\/([^/@]+)@/, '//***@');
-  if (Array.isArray(value)) return value.map((v) => maskSecrets(v, key));
-  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskSecrets(v, k)]));
-  return value;
+/** One log line per reload (SIGHUP or POST /api/reload): applied, applied but some settings need a restart, or refused. */
+export function logReload(log: Logger, r: ReloadOutcome): void {
+  if (!r.ok) log.error({ type: 'reload', ...r }, `reload refused: ${r.reason}${r.problems ? `\n${r.problems.join('\n')}` : ''}`);
+  else if (r.restart_required.length) log.warn({ type: 'reload', ...r }, `configuration reloaded (version ${r.version}); restart needed for ${r.restart_required.join(', ')}: ${r.warnings.join('; ')}`);
+  else log.info({ type: 'reload', ...r }, `configuration reloaded (version ${r.version})`);
 }

@@ -13,10 +13,13 @@ const dur = (ms: number) => (ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`);
 function configText(input: LaunchInput, variant: Variant): string {
   const { tuning } = input;
   const log = { access: path.join(input.dir, 'lacquer-access.log'), level: 'warn' };
+  // The admin plane on an ephemeral port: the default 6082 may be taken by anything else on the machine
+  // (issue 11 item 18), and the lab reads nothing from it.
+  const admin = { listen: '127.0.0.1:0' };
   const backends = input.backends.map((b) => ({ name: b.name, url: `http://${b.host}:${b.port}` }));
   if (variant === 'default') {
-    const head = '# Lacquer with its shipped defaults: only the listener, the backends and where the log goes.\n';
-    return head + stringify({ listen: `127.0.0.1:${input.port}`, backends, log });
+    const head = '# Lacquer with its shipped defaults: only the listeners, the backends and where the log goes.\n';
+    return head + stringify({ listen: `127.0.0.1:${input.port}`, admin, backends, log });
   }
   const capacity = tuning.originCapacity;
   const config = {
@@ -27,6 +30,7 @@ function configText(input: LaunchInput, variant: Variant): string {
     probes: { enabled: true, path: input.healthPath, interval: '1s', timeout: '500ms', window: 3, threshold: 2 },
     retries: { max: 2, on_timeout: true, on_status: [502, 503, 504] },
     ...(capacity ? { overload: { queue_timeout: dur(tuning.firstByteMs), backend_queue: 10 * capacity } } : {}),
+    admin,
     log,
   };
   const head = [

@@ -1,0 +1,147 @@
+// Where log lines go. A log destination must never stall serving or shutdown (issue 11 item 16): a
+// supervisor that restarts and leaves our stdout pipe unread made `lacquer serve` hang for good on SIGTERM,
+// its main thread blocked writing the last lines to a full pipe, or its exit waiting for a libuv worker stuck
+// in such a write. So:
+// - pipes, sockets and terminals are written through process.stdout/stderr, which libuv drives without
+//   blocking (O_NONBLOCK on Linux): nothing is ever written to them synchronously, and what is still
+//   queued at exit is given up;
+// - files are written by sonic-boom (pino's destination) on an fd opened at start, so a start-up failure
+//   never meets a destination that is "not ready yet", and flushed synchronously at exit (disks finish);
+// - every destination holds at most MAX_PENDING_BYTES unwritten: past it lines are dropped and counted
+//   (`lacquer_log_lines_dropped_total`) rather than buffered without bound or waited for.
+import { fstatSync, openSync } from 'node:fs';
+import type { Writable } from 'node:stream';
+import pino from 'pino';
+
+/** Unwritten bytes a destination may hold; past it new lines are dropped (and counted). */
+export const MAX_PENDING_BYTES = 4 * 1024 * 1024;
+
+export type LogSink = {
+  write(chunk: string): void;
+  /** Stops writing (a file's descriptor is closed); later lines are dropped. stdout/stderr stay open. */
+  close(): void;
+  /** Lines dropped because the destination was too slow or broken. */
+  dropped(): number;
+  /** Writes what is pending where that cannot block: synchronously to a file; a pipe keeps its queue. */
+  flush(): void;
+  /** Resolves when nothing is pending, or after `ms`, whichever comes first. Never rejects. */
+  drain(ms: number): Promise<void>;
+};
+
+const linesIn = (chunk: string | Buffer): number => {
+  const s = typeof chunk === 'string' ? chunk : chunk.toString('utf8');
+  let n = 0;
+  for (let i = s.indexOf('\n'); i !== -1; i = s.indexOf('\n', i + 1)) n++;
+  return n || 1;
+};
+
+/**
+ * The process's stdout and stderr sinks, one each per process: they wrap process-wide streams, so every proxy in
+ * the process (tests start many) shares them rather than stacking listeners on process.stdout.
+ */
+const stdio = new Map<'stdout' | 'stderr', LogSink>();
+
+/** `stdout`, `stderr` or a file path (appended to; its directory must exist: `check` says so). */
+export function openSink(dest: string): LogSink {
+  if (dest === 'stdout' || dest === 'stderr') {
+    let sink = stdio.get(dest);
+    if (!sink) stdio.set(dest, (sink = stdioSink(dest)));
+    return sink;
+  }
+  return fileSink(openSync(dest, 'a'));
+}
+
+function stdioSink(dest: 'stdout' | 'stderr'): LogSink {
+  const fd = dest === 'stdout' ? 1 : 2;
+  let isFile = false;
+  try {
+    isFile = fstatSync(fd).isFile();
+  } catch {
+    // A closed descriptor: there is nowhere to write; every line counts as dropped.
+    return nowhereSink();
+  }
+  // stdout redirected to a file behaves like a file; a pipe, socket or terminal goes through Node's stream.
+  const sink = isFile ? fileSink(fd) : streamSink(dest === 'stdout' ? process.stdout : process.stderr);
+  return { ...sink, close: () => sink.flush() };
+}
+
+function nowhereSink(): LogSink {
+  let dropped = 0;
+  return {
+    write: (chunk) => void (dropped += linesIn(chunk)),
+    close: () => undefined,
+    dropped: () => dropped,
+    flush: () => undefined,
+    drain: () => Promise.resolve(),
+  };
+}
+
+function fileSink(fd: number): LogSink {
+  let dropped = 0;
+  // maxLength: sonic-boom drops (and emits 'drop') rather than buffer past it when the disk is slower than us.
+  const d = pino.destination({ fd, sync: false, maxLength: MAX_PENDING_BYTES });
+  d.on('drop', (data: string | Buffer) => (dropped += linesIn(data)));
+  // pino's destination swallows EPIPE itself; anything else (ENOSPC, EIO) must not crash the proxy.
+  d.on('error', () => undefined);
+  let closed = false;
+  const flush = () => {
+    if (closed) return;
+    try {
+      d.flushSync();
+    } catch {
+      // A full disk or a closed fd at exit: the lines are lost either way, the exit must not be.
+    }
+  };
+  return {
+    write(chunk) {
+      if (closed) dropped += linesIn(chunk);
+      else d.write(chunk);
+    },
+    close() {
+      flush();
+      closed = true;
+      d.destroy();
+    },
+    dropped: () => dropped,
+    flush,
+    drain() {
+      flush();
+      return Promise.resolve();
+    },
+  };
+}
+
+/** A Node stream (process.stdout/stderr, or a test's capture stream): queued writes, bounded. */
+export function streamSink(s: Writable, opts: { bound?: boolean } = {}): LogSink {
+  let dropped = 0;
+  let broken = false;
+  const bound = opts.bound ?? true;
+  // EPIPE (the reader went away) or any other write error: stop writing, count what would have gone.
+  s.on('error', () => (broken = true));
+  return {
+    close: () => undefined,
+    write(chunk) {
+      if (broken || s.destroyed || (bound && s.writableLength + chunk.length > MAX_PENDING_BYTES)) {
+        dropped += linesIn(chunk);
+        return;
+      }
+      s.write(chunk);
+    },
+    dropped: () => dropped,
+    flush: () => undefined,
+    drain(ms) {
+      if (broken || s.destroyed || s.writableLength === 0) return Promise.resolve();
+      return new Promise((resolve) => {
+        const t = setTimeout(done, ms);
+        function done() {
+          clearTimeout(t);
+          s.off('drain', done);
+          s.off('error', done);
+          resolve();
+        }
+        s.once('drain', done);
+        s.once('error', done);
+      });
+    },
+  };
+}

@@ -32,9 +32,8 @@ describe('overload: an origin that takes 10 at a time and answers 503 beyond', (
       await waitFor(() => o.stdout().includes('"ready":true'), 15_000, o.stderr);
       const originUrl = (JSON.parse(o.stdout().split('\n')[0]!) as { origins: { url: string }[] }).origins[0]!.url;
       const control = async (method: 'GET' | 'POST', path: string) => (await (await request(`${originUrl}${path}`, { method })).body.json()) as { peakInFlight?: number };
-      // Passive health off: ejecting the only backend over its 503s is issue 9 item 1 (another change makes a
-      // sole backend never ejectable); this test is about the limiter.
-      h = await startPools({ origins: [{}], config: () => ({ backends: [{ name: 'app1', url: originUrl }], health: { consecutive_failures: 0 } }) });
+      // Shipped defaults: passive health (a sole backend is never ejected over its 503s), the adaptive limit, the queue.
+      h = await startPools({ origins: [{}], config: () => ({ backends: [{ name: 'app1', url: originUrl }] }) });
       const backend = h.pool().backends[0]!;
       const CLIENTS = 100;
       const DURATION_MS = 15_000;

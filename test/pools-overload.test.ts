@@ -75,13 +75,14 @@ describe('max_connections and the wait queue', () => {
 describe('pool-level load shedding', () => {
   it('when the pool queue is full: a cacheable request gets its stale copy, others a fast 503 with Retry-After', async () => {
     h = await startPools({
-      origins: [{ behaviours: { '/slow': slowNoStore(400), '/c': { kind: 'normal', cacheControl: 'max-age=1, stale-while-revalidate=0, stale-if-error=60', bodySize: 32 } } }],
+      // /slow holds the pool's one slot long enough for the two shed requests, even on a loaded machine.
+      origins: [{ behaviours: { '/slow': slowNoStore(2000), '/c': { kind: 'normal', cacheControl: 'max-age=1, stale-while-revalidate=0, stale-if-error=60', bodySize: 32 } } }],
       config: () => ({ overload: { max_concurrency: 1, pool_queue: 0 } }),
     });
     expect((await h.send('/c')).status).toBe(200);
     await sleep(1100); // /c is now stale, usable only if the origin fails
     const slow = h.send('/slow');
-    await until(() => h!.origins[0]!.count('/slow') === 1, 1000);
+    expect(await until(() => h!.origins[0]!.count('/slow') === 1, 3000)).toBe(true);
     const t = performance.now();
     const shedPlain = await h.send('/other');
     const plainMs = performance.now() - t;
@@ -89,7 +90,7 @@ describe('pool-level load shedding', () => {
     expect(shedPlain.status).toBe(503);
     expect(shedPlain.headers['retry-after']).toBe('5');
     expect(shedPlain.headers['proxy-status']).toBe('lacquer; error=connection_limit_reached');
-    expect(plainMs).toBeLessThan(80);
+    expect(plainMs).toBeLessThan(250); // refused at once, not after a queue wait (slack for a loaded CI)
     expect(shedCached.status).toBe(200);
     expect(shedCached.headers['cache-status']).toMatch(/fwd=stale.*stale-if-error; error=connection_limit_reached/);
     expect((await slow).status).toBe(200);

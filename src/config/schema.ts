@@ -545,8 +545,8 @@ const Retries = z.strictObject({
 
 const Overload = z.strictObject({
   queue_timeout: duration(
-    '1s',
-    'Longest wait for a free slot (a backend’s learned limit or `max_connections`, or the pool’s `max_concurrency`); past it `connection_limit_reached`. A cacheable request with a usable stale copy does not wait: it gets the stale copy at once.',
+    '3s',
+    'Longest wait for a free slot (a backend’s learned limit or `max_connections`, or the pool’s `max_concurrency`); past it `connection_limit_reached`. A cacheable request with a usable stale copy does not wait: it gets the stale copy at once. 3 s: a short wait beats an error when an origin at capacity is briefly slower (1 s failed 2–4% of requests in the overload test on a loaded 2-core machine); nginx’s `queue` waits 60 s.',
   ),
   backend_queue: z
     .number()

@@ -212,7 +212,7 @@ export class RedisCoordinator implements Coordinator {
 
   /** Applies an invalidation to the shared store (the sender does it once for the whole fleet). */
   #applyShared(inv: Invalidation): Promise<unknown> {
-    const objPrefix = this.#k('o', '');
+    const objPrefix = `${this.#prefix}o:`;
     const now = String(Date.now());
     return this.#bounded('invalidate', BACKGROUND_TIMEOUT_MS, async (c) => {
       if (inv.op === 'purge') return c.sendCommand(['EVAL', PURGE_SCRIPT, '2', this.#k('k', inv.primary), this.#k('v', inv.primary), objPrefix, inv.mode, now]);

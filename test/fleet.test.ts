@@ -282,6 +282,11 @@ describe('fleet: Redis is never a new way to fail', () => {
     } finally {
       redis.resume();
     }
+    const m = await request(`${a!.proxy.plane.admin!.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` }, dispatcher: agent });
+    const text = await m.body.text();
+    expect(text).toMatch(/lacquer_fleet_errors_total\{op="lookup"\} [1-9]/);
+    const stats = await request(`${a!.proxy.plane.admin!.url}/api/stats`, { headers: { authorization: `Bearer ${TOKEN}` }, dispatcher: agent });
+    expect(((await stats.body.json()) as { fleet: { errors: Record<string, number> } }).fleet.errors['lookup']).toBeGreaterThan(0);
   });
 
   it('starts and serves while Redis is down', async () => {

@@ -65,6 +65,7 @@ export class Observer {
       inflight,
       alerts: () => this.alertStates(),
       poolOf,
+      fleet: () => (ctx().coord.shared ? ctx().coord.status() : undefined),
     });
     this.timeline = new Timeline(poolOf);
   }

@@ -8,6 +8,7 @@ import { startProxy, type Proxy } from '../src/main.ts';
 import { startOrigin, type Origin } from '../src/lab/origin.ts';
 import { startRedisServer, type RedisServer } from '../src/lab/redis-server.ts';
 import { LogCapture, sleep } from './helpers.ts';
+import { checkFleet } from '../src/doctor/fleet.ts';
 
 type Instance = { proxy: Proxy; log: LogCapture; get(path: string, headers?: Record<string, string>): Promise<{ status: number; headers: Record<string, unknown>; body: string }>; admin(path: string, body: unknown): Promise<{ status: number; body: string }> };
 
@@ -307,6 +308,40 @@ describe('fleet: Redis is never a new way to fail', () => {
       expect(log.lines.filter((l) => l.type === 'fleet').length).toBeGreaterThan(0);
     } finally {
       await proxy.stop();
+    }
+  });
+});
+
+describe('lacquer doctor: the fleet Redis', () => {
+  const cfg = (url: string) => validateConfig({ backends: [{ name: 'a', url: 'http://127.0.0.1:1' }], fleet: { redis: url } }).fleet!;
+
+  it('names connect failures, wrong passwords, latency and a memory policy that would evict locks', async () => {
+    const down = await checkFleet(cfg('redis://127.0.0.1:1'));
+    expect(down.findings.find((f) => f.check === 'connect')?.severity).toBe('fail');
+
+    const c = createClient({ url: redis.url });
+    await c.connect();
+    try {
+      const ok = await checkFleet(cfg(redis.url));
+      expect(ok.findings.find((f) => f.check === 'latency')?.severity).toBe('ok');
+      expect(ok.findings.find((f) => f.check === 'memory')?.message).toMatch(/maxmemory is 0/);
+
+      await c.configSet({ maxmemory: '100mb', 'maxmemory-policy': 'allkeys-lru' });
+      const lru = await checkFleet(cfg(redis.url));
+      expect(lru.findings.find((f) => f.check === 'memory')).toMatchObject({ severity: 'warn', message: expect.stringMatching(/evict fetch locks/) });
+      await c.configSet({ 'maxmemory-policy': 'volatile-ttl' });
+      expect((await checkFleet(cfg(redis.url))).findings.find((f) => f.check === 'memory')?.severity).toBe('ok');
+
+      await c.configSet({ requirepass: 'sekret' });
+      const auth = await checkFleet(cfg(redis.url));
+      expect(auth.findings.find((f) => f.check === 'auth')?.severity).toBe('fail');
+      const withPass = await checkFleet(cfg(redis.url.replace('//', '//:sekret@')));
+      expect(withPass.severity).not.toBe('fail');
+      expect(withPass.redis).toContain(':***@');
+      await c.sendCommand(['AUTH', 'sekret']).catch(() => undefined);
+    } finally {
+      await c.configSet({ requirepass: '', maxmemory: '0', 'maxmemory-policy': 'noeviction' }).catch(() => undefined);
+      await c.close();
     }
   });
 });

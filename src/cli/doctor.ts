@@ -6,8 +6,10 @@ import { ConfigError, loadConfigFile } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { formatReport } from '../doctor/format.ts';
 import { runDoctor, type DoctorReport } from '../doctor/run.ts';
+import { SEVERITY_RANK } from '../doctor/findings.ts';
 import { targetFromUrl, targetsFromConfig, type Target } from '../doctor/targets.ts';
 import { printProblems } from './check.ts';
+import { checkFleet, formatFleet } from '../doctor/fleet.ts';
 
 export type DoctorCliOptions = { config?: string; json?: boolean; repeat?: string; ca?: string; expectedStatus?: string };
 
@@ -41,6 +43,8 @@ export async function doctorCommand(url: string | undefined, o: DoctorCliOptions
     return 2;
   }
   const report: DoctorReport = await runDoctor(targets, { repeat, ca: o.ca ? readFileSync(o.ca) : undefined });
-  process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
-  return report.exitCode;
+  // Fleet mode: the shared Redis is checked too (connect, auth, latency, memory policy).
+  const fleet = !url && cfg?.fleet ? await checkFleet(cfg.fleet) : undefined;
+  process.stdout.write(o.json ? `${JSON.stringify(fleet ? { ...report, fleet } : report, null, 2)}\n` : formatReport(report) + (fleet ? formatFleet(fleet) : ''));
+  return Math.max(report.exitCode, fleet ? SEVERITY_RANK[fleet.severity] : 0);
 }

@@ -172,10 +172,10 @@ const Cache = z.strictObject({
 const Fleet = z.strictObject({
   redis: z
     .string()
-    .regex(/^(redis|rediss|redis\+sentinel):\/\/.+/, 'a Redis URL: redis://[user:password@]host:port[/db], rediss:// for TLS, or redis+sentinel://host:port[,host:port...]/master-name[/db]')
+    .regex(/^rediss?:\/\/.+/, 'a Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS')
     .meta({
       description:
-        'The Redis the instances share (RESP2/3, Redis 6+ or Valkey). `rediss://` uses TLS; a password goes in the URL, e.g. `redis://:${REDIS_PASSWORD}@redis:6379/0`. `redis+sentinel://s1:26379,s2:26379/mymaster` finds the master through Sentinel.',
+        'The Redis the instances share (Redis 7+ or Valkey; one endpoint: Redis Cluster is not supported). `rediss://` uses TLS; a password goes in the URL, e.g. `redis://:${REDIS_PASSWORD}@redis:6379/0`.',
     }),
   name: z
     .string()

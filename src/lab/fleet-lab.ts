@@ -28,6 +28,15 @@ export type FleetLabResult = {
   originRequestsPerExpiry: number;
   /** The same, leaving out the Redis outage (from the kill until 2 s after Redis is back), when every instance fetches alone. */
   originRequestsPerExpiryOutsideOutage: number;
+  /**
+   * Expiries seen by the origin: requests for the hot object more than 150 ms after the previous one start a
+   * new one (the origin answers in 50 ms; the origin's Date has whole seconds, so a copy can be born up to
+   * 1 s old and expire early: there can be more expiries than seconds). Requests closer together are
+   * duplicates — the fleet failed to coalesce.
+   */
+  hotGenerations: number;
+  originRequestsPerGeneration: number;
+  originRequestsPerGenerationOutsideOutage: number;
   /** Origin requests for the hot object per second of the run (from the start of the load). */
   hotPerSecond: number[];
   /** Share of the misses of the local cache answered from Redis (Cache-Status detail="fleet"). */
@@ -165,6 +174,16 @@ export async function runFleetLab(o: { short: boolean; log: (l: string) => void 
     const [downFrom, downTo] = redisDown ?? [0, 0];
     const outage = (t: number) => t >= downFrom && t <= downTo + 2000;
     const outsideExpiries = Math.max(1, Math.round(durationS - (downTo + 2000 - downFrom) / 1000));
+    const generations = (times: number[]) => {
+      let g = 0;
+      let prev = Number.NEGATIVE_INFINITY;
+      for (const t of [...times].sort((a, b) => a - b)) {
+        if (t - prev > 150) g++;
+        prev = t;
+      }
+      return Math.max(1, g);
+    };
+    const outside = hotAt.filter((t) => !outage(t));
     const localMisses = (byCache['fleet-hit'] ?? 0) + (byCache['origin'] ?? 0) + (byCache['collapsed'] ?? 0);
     return {
       durationS: Math.round(durationS * 10) / 10,
@@ -174,7 +193,10 @@ export async function runFleetLab(o: { short: boolean; log: (l: string) => void 
       hotOriginRequests: hot,
       hotExpiries: expiries,
       originRequestsPerExpiry: Math.round((hot / expiries) * 100) / 100,
-      originRequestsPerExpiryOutsideOutage: Math.round((hotAt.filter((t) => !outage(t)).length / outsideExpiries) * 100) / 100,
+      originRequestsPerExpiryOutsideOutage: Math.round((outside.length / outsideExpiries) * 100) / 100,
+      hotGenerations: generations(hotAt),
+      originRequestsPerGeneration: Math.round((hot / generations(hotAt)) * 100) / 100,
+      originRequestsPerGenerationOutsideOutage: Math.round((outside.length / generations(outside)) * 100) / 100,
       hotPerSecond,
       crossInstanceHitShare: localMisses ? Math.round(((byCache['fleet-hit'] ?? 0) / localMisses) * 1000) / 1000 : 0,
       byCacheStatus: byCache,
@@ -197,6 +219,7 @@ export function formatFleetLab(r: FleetLabResult): string {
     `fleet: 3 instances + Redis, hot object max-age=1 for ${r.durationS} s; instance restart and Redis restart mid-run`,
     `  requests ${r.requests}, client errors ${r.clientErrors} (${r.errorsDuringRedisRestart} around the Redis restart)`,
     `  hot object: ${r.hotOriginRequests} origin requests over ${r.hotExpiries} expiries = ${r.originRequestsPerExpiry} per expiry; ${r.originRequestsPerExpiryOutsideOutage} per expiry outside the Redis outage`,
+    `  hot object: ${r.hotGenerations} expiries seen by the origin (requests > 150 ms apart): ${r.originRequestsPerGeneration} origin requests per expiry; ${r.originRequestsPerGenerationOutsideOutage} outside the Redis outage`,
     `  hot object origin requests per second: ${r.hotPerSecond.join(' ')}`,
     `  cross-instance hit share (local misses answered from Redis): ${(r.crossInstanceHitShare * 100).toFixed(1)}%`,
     `  by outcome: ${Object.entries(r.byCacheStatus).map(([k, v]) => `${k} ${v}`).join(', ')}`,

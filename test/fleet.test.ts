@@ -161,6 +161,23 @@ describe('fleet: coalescing', () => {
     expect(origin.count('/herd')).toBe(1);
   });
 
+  it('stale-while-revalidate: one instance refreshes for the fleet, the others adopt its copy', async () => {
+    origin.set('/swr', { kind: 'normal', cacheControl: 'max-age=2, stale-while-revalidate=30', body: 'swr', delayMs: 200 });
+    const [a, b] = await fleet(2);
+    await a!.get('/swr');
+    await landed('/swr');
+    expect((await b!.get('/swr')).headers['cache-status']).toMatch(/detail="fleet"/);
+    await sleep(2100); // past max-age on both (the origin's Date has whole seconds: born up to 1 s old)
+    const [ra, rb] = await Promise.all([a!.get('/swr'), b!.get('/swr')]);
+    expect(ra.headers['cache-status']).toMatch(/stale-while-revalidate/);
+    expect(rb.headers['cache-status']).toMatch(/stale-while-revalidate/);
+    await waitFor(() => a!.proxy.ctx.background === 0 && b!.proxy.ctx.background === 0, 3000);
+    expect(origin.count('/swr')).toBe(2);
+    // Both have the refreshed copy now.
+    expect((await a!.get('/swr')).headers['cache-status']).toMatch(/^lacquer; hit/);
+    expect((await b!.get('/swr')).headers['cache-status']).toMatch(/^lacquer; hit/);
+  });
+
   it('a lock whose owner died expires and one waiter takes over', async () => {
     origin.set('/orphan', { kind: 'normal', cacheControl: 'max-age=60', body: 'taken over' });
     const [a, b] = await fleet(2, { timeouts: { first_byte: '1s' } });

@@ -23,9 +23,10 @@ import type { ForwardPlan } from './forward.ts';
 const LOCK_MARGIN_MS = 1000;
 
 /**
- * Runs before the leader of a local flight goes to the origin. True when it answered the client (a copy
- * from the shared store); false when the plan must be forwarded (maybe holding the fleet lock, which is
- * released when the flight settles).
+ * Runs before the leader of a local flight goes to the origin — a client's miss, or a background
+ * stale-while-revalidate refresh (`plan.client` null). True when the shared store had a fresh copy (the
+ * client got it); false when the plan must be forwarded (maybe holding the fleet lock, which is released
+ * when the flight settles).
  */
 export async function sharedMiss(ctx: ProxyContext, ex: Exchange, plan: ForwardPlan, flightKey: string): Promise<boolean> {
   const flight = plan.flight!;
@@ -40,6 +41,7 @@ export async function sharedMiss(ctx: ProxyContext, ex: Exchange, plan: ForwardP
       if (state === 'fresh') {
         adopt(ctx, found, now, epoch);
         flight.settle({ kind: 'object', object: found, stored: true });
+        if (!plan.client) return true; // a background refresh: another instance refreshed it already
         ctx.stats.hits++;
         ex.served = 'hit';
         ex.cache = { hit: true, ttl: ttlSeconds(found, now), detail: 'fleet' };
@@ -63,7 +65,7 @@ export async function sharedMiss(ctx: ProxyContext, ex: Exchange, plan: ForwardP
     const left = deadline - Date.now();
     if (r.kind === 'unavailable' || left <= 0) return false;
     const w = await ctx.coord.waitUnlocked(flightKey, left);
-    if (w === 'not-stored' || w === 'timeout' || ex.clientGone) return false;
+    if (w === 'not-stored' || w === 'timeout' || plan.client?.clientGone) return false;
     // 'stored': the holder's object is in the shared store; 'expired': try to take the lock over.
   }
 }

@@ -138,7 +138,9 @@ function refreshInBackground(ctx: ProxyContext, ex: Exchange, r: Route, primary:
   if (ctx.coalescer.get(key)) return; // a refresh is already running
   const flight = ctx.coalescer.lead(key);
   ctx.background++;
-  forward(ctx, { pool: r.pool, route: r, primary, stale, flight, fwd: 'stale', client: null, source: ex, body: null })
+  const plan: ForwardPlan = { pool: r.pool, route: r, primary, stale, flight, fwd: 'stale', client: null, source: ex, body: null };
+  // Fleet: one instance refreshes, the others adopt its result from the shared store (pipeline/shared.ts).
+  (ctx.coord.shared ? sharedMiss(ctx, ex, plan, key).then((done) => (done ? undefined : forward(ctx, plan))) : forward(ctx, plan))
     .catch(() => undefined)
     .finally(() => {
       ctx.background--;

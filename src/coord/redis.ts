@@ -388,7 +388,16 @@ export class RedisCoordinator implements Coordinator {
     this.#closed = true;
     for (const set of this.#waiters.values()) for (const w of [...set]) w('timeout');
     await Promise.all(this.#pendingPuts);
-    await Promise.all([this.#client, this.#sub].map((c) => (c.isOpen ? c.close().catch(() => c.destroy()) : undefined)));
+    // A hung Redis (SIGSTOP, a dead peer) would keep close() waiting for replies: shutdown does not wait on it.
+    await Promise.all(
+      [this.#client, this.#sub].map(async (c) => {
+        if (!c.isOpen) return;
+        let timer: NodeJS.Timeout | undefined;
+        const closed = await Promise.race([c.close().then(() => true, () => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), BACKGROUND_TIMEOUT_MS)))]);
+        clearTimeout(timer);
+        if (!closed) c.destroy();
+      }),
+    );
   }
 }
 

@@ -242,6 +242,24 @@ describe('fleet: invalidation broadcast', () => {
     expect((await b!.get('/soft')).headers['cache-status']).toMatch(/fwd=stale/);
   });
 
+  it('an instance that missed an invalidation replays it from the log (sequence gap)', async () => {
+    origin.set('/gap', { kind: 'normal', cacheControl: 'max-age=60', body: 'gap' });
+    const [a, b] = await fleet(2);
+    const ns = a!.proxy.ctx.config.fleet!.name;
+    await cachedOnBoth('/gap', a!, b!);
+    // An invalidation B never heard of: in the log with the next sequence number, but never published.
+    const c = createClient({ url: redis.url });
+    await c.connect();
+    const seq = await c.incr(`lq:${ns}:seq`);
+    await c.lPush(`lq:${ns}:log`, JSON.stringify({ s: seq, f: 'gone-instance', m: { kind: 'invalidate', inv: { op: 'purge', primary: `${HOST}/gap`, mode: 'hard' } } }));
+    await c.close();
+    expect(b!.proxy.ctx.store.peek(`${HOST}/gap`)).toBeDefined();
+    // The next broadcast shows B the gap; B reads the log and applies what it missed.
+    await a!.admin('/api/purge', { url: `${HOST}/other` });
+    expect(await waitFor(() => b!.proxy.ctx.store.peek(`${HOST}/gap`) === undefined, 2000)).toBe(true);
+    expect(b!.log.lines.some((l) => String(l.msg).includes('local cache dropped'))).toBe(false);
+  });
+
   it('an instance that missed invalidations while Redis lost its data drops its local cache', async () => {
     origin.set('/reset', { kind: 'normal', cacheControl: 'max-age=60', body: 'r' });
     const [a, b] = await fleet(2);
@@ -305,6 +323,25 @@ describe('fleet: Redis is never a new way to fail', () => {
     expect(text).toMatch(/lacquer_fleet_errors_total\{op="lookup"\} [1-9]/);
     const stats = await request(`${a!.proxy.plane.admin!.url}/api/stats`, { headers: { authorization: `Bearer ${TOKEN}` }, dispatcher: agent });
     expect(((await stats.body.json()) as { fleet: { errors: Record<string, number> } }).fleet.errors['lookup']).toBeGreaterThan(0);
+  });
+
+  it('a full Redis (noeviction, over maxmemory) refuses writes: requests are served, errors counted', async () => {
+    origin.set('/full', { kind: 'normal', cacheControl: 'max-age=60', body: 'full' });
+    const [a, b] = await fleet(2);
+    const c = createClient({ url: redis.url });
+    await c.connect();
+    await c.configSet({ maxmemory: '1', 'maxmemory-policy': 'noeviction' });
+    try {
+      const [ra, rb] = await Promise.all([a!.get('/full'), b!.get('/full')]);
+      expect([ra.status, rb.status]).toEqual([200, 200]);
+      await waitFor(() => (a!.proxy.ctx.coord.status().errors['put'] ?? 0) > 0, 2000);
+      const errs = a!.proxy.ctx.coord.status().errors;
+      expect(errs['lock']).toBeGreaterThan(0);
+      expect(errs['put']).toBeGreaterThan(0);
+    } finally {
+      await c.configSet({ maxmemory: '0' });
+      await c.close();
+    }
   });
 
   it('starts and serves while Redis is down', async () => {

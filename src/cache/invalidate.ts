@@ -32,10 +32,25 @@ export class Invalidator {
    * Told of every invalidation made here (not of those applied with `applyRemote`): a fleet broadcasts it
    * to the other instances and applies it to the shared store (coord/).
    */
-  onInvalidate: ((inv: Invalidation) => void) | undefined;
+  onInvalidate: ((inv: Invalidation) => Promise<void> | void) | undefined;
+  /** Settles when every invalidation told to `onInvalidate` so far has been handed on. */
+  #told: Promise<unknown> = Promise.resolve();
 
   constructor(store: Store) {
     this.#store = store;
+  }
+
+  /**
+   * Resolves once the invalidations made so far have reached the coordinator (sent to the other processes),
+   * for a caller that must not answer before they did (issue 12: "before the admin API answers").
+   */
+  broadcastDone(): Promise<void> {
+    return this.#told.then(() => undefined);
+  }
+
+  #tell(inv: Invalidation): void {
+    const p = this.onInvalidate?.(inv);
+    if (p) this.#told = Promise.all([this.#told, p.catch(() => undefined)]);
   }
 
   /** Applies an invalidation that came from another process, without telling `onInvalidate` again. */
@@ -54,7 +69,7 @@ export class Invalidator {
 
   /** Purges every variant of one URL (primary key). */
   purgeUrl(primary: string, mode: PurgeMode): number {
-    this.onInvalidate?.({ op: 'purge', primary, mode });
+    this.#tell({ op: 'purge', primary, mode });
     if (mode === 'hard') return this.#store.removeAll(primary);
     let n = 0;
     for (const [, o] of this.#store.entries()) {
@@ -69,7 +84,7 @@ export class Invalidator {
   /** Adds a ban; returns how many stored objects it matches now. Throws on an invalid regular expression. */
   ban(spec: BanSpec, mode: PurgeMode, now = Date.now()): number {
     const test = banTest(spec);
-    this.onInvalidate?.({ op: 'ban', spec, mode, at: now });
+    this.#tell({ op: 'ban', spec, mode, at: now });
     const ban: Ban = { id: this.#nextId++, spec, test, mode, createdAt: now };
     this.#bans.push(ban);
     if (this.#bans.length > MAX_BANS) this.#bans.shift();
@@ -81,7 +96,7 @@ export class Invalidator {
 
   /** Purges objects carrying any of the tags. */
   purgeTags(tags: readonly string[], mode: PurgeMode): number {
-    this.onInvalidate?.({ op: 'tags', tags, mode });
+    this.#tell({ op: 'tags', tags, mode });
     const want = new Set(tags);
     const hit: string[] = [];
     for (const [key, o] of this.#store.entries()) {
@@ -95,7 +110,7 @@ export class Invalidator {
   }
 
   purgeAll(mode: PurgeMode): number {
-    this.onInvalidate?.({ op: 'all', mode });
+    this.#tell({ op: 'all', mode });
     if (mode === 'hard') {
       this.#bans = [];
       return this.#store.clear();

@@ -6,7 +6,7 @@ import type { ProxyContext } from '../pipeline/context.ts';
 export function attachCoordinator(ctx: () => ProxyContext, log: Logger): () => void {
   const { coord, invalidator } = ctx();
   if (!coord.shared) return () => undefined;
-  invalidator.onInvalidate = (inv) => void coord.publish({ kind: 'invalidate', inv });
+  invalidator.onInvalidate = (inv) => coord.publish({ kind: 'invalidate', inv });
   const unsubscribe = coord.subscribe((m) => {
     const c = ctx();
     if (m.kind === 'invalidate') {

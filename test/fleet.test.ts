@@ -260,6 +260,24 @@ describe('fleet: invalidation broadcast', () => {
     expect(b!.log.lines.some((l) => String(l.msg).includes('local cache dropped'))).toBe(false);
   });
 
+  it('a purge made while Redis hangs is sent when it answers again', async () => {
+    origin.set('/later', { kind: 'normal', cacheControl: 'max-age=60', body: 'later' });
+    const [a, b] = await fleet(2);
+    await cachedOnBoth('/later', a!, b!);
+    redis.pause();
+    try {
+      // Applied locally at once; the broadcast waits for Redis (queued after a timeout).
+      expect((await a!.admin('/api/purge', { url: `${HOST}/later` })).status).toBe(200);
+      expect(a!.proxy.ctx.store.peek(`${HOST}/later`)).toBeUndefined();
+      expect(b!.proxy.ctx.store.peek(`${HOST}/later`)).toBeDefined();
+    } finally {
+      redis.resume();
+    }
+    await sleep(1100); // past the pause after a timeout
+    await a!.get('/other-later'); // any call that succeeds shows A that Redis is back
+    expect(await waitFor(() => b!.proxy.ctx.store.peek(`${HOST}/later`) === undefined, 5000)).toBe(true);
+  });
+
   it('an instance that missed invalidations while Redis lost its data drops its local cache', async () => {
     origin.set('/reset', { kind: 'normal', cacheControl: 'max-age=60', body: 'r' });
     const [a, b] = await fleet(2);
@@ -367,7 +385,8 @@ describe('fleet: Redis is never a new way to fail', () => {
 });
 
 describe('lacquer doctor: the fleet Redis', () => {
-  const cfg = (url: string) => validateConfig({ backends: [{ name: 'a', url: 'http://127.0.0.1:1' }], fleet: { redis: url } }).fleet!;
+  // A generous timeout: PING on a loaded CI machine must still count as well within it.
+  const cfg = (url: string) => validateConfig({ backends: [{ name: 'a', url: 'http://127.0.0.1:1' }], fleet: { redis: url, store: { timeout: '2s' } } }).fleet!;
 
   it('names connect failures, wrong passwords, latency and a memory policy that would evict locks', async () => {
     const down = await checkFleet(cfg('redis://127.0.0.1:1'));

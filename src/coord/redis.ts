@@ -30,6 +30,11 @@ const BACKGROUND_TIMEOUT_MS = 2000;
 const INDEX_SLACK_MS = 60_000;
 /** Largest number of invalidations made while Redis was unreachable, sent once it is back. */
 const OUTBOX_MAX = 1000;
+/**
+ * After a request-path call timed out, requests skip Redis this long (one then probes it): a hung Redis
+ * costs one request `fleet.store.timeout` per second, not every miss.
+ */
+const SKIP_AFTER_TIMEOUT_MS = 1000;
 
 const BUFFERS = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
 
@@ -82,6 +87,8 @@ export class RedisCoordinator implements Coordinator {
   /** Sequence number of the last invalidation applied here; undefined until first connected. */
   #lastSeq: number | undefined;
   #closed = false;
+  #skipUntil = 0;
+  #flushing = false;
 
   constructor(config: FleetConfig, log: Logger) {
     this.maxObjectBytes = config.store.max_object_size;
@@ -116,7 +123,7 @@ export class RedisCoordinator implements Coordinator {
   // ── shared store ────────────────────────────────────────────────────────────────────────────────
 
   async lookup(primary: string, keyFor: (varyFields: readonly string[]) => string): Promise<SharedObject | undefined> {
-    return this.#bounded('lookup', this.#timeoutMs, async (c) => {
+    return this.#bounded('lookup', this.#timeoutMs, true, async (c) => {
       // Pipelined in one round trip: the URI's Vary, and its object if it has no Vary (the common case).
       const [vary, first] = await Promise.all([c.sendCommand<string | null>(['GET', this.#k('v', primary)]), this.#hgetall(c, this.#k('o', primary))]);
       if (vary === null) return undefined;
@@ -131,7 +138,7 @@ export class RedisCoordinator implements Coordinator {
     const ttl = String(Math.max(1, Math.ceil(ttlMs)));
     const indexTtl = String(Math.ceil(ttlMs) + INDEX_SLACK_MS);
     const meta = JSON.stringify({ primary: o.primary, varyFields: o.varyFields, tags: o.tags, meta: o.meta });
-    const p = this.#bounded('put', BACKGROUND_TIMEOUT_MS, async (c) => {
+    const p = this.#bounded('put', BACKGROUND_TIMEOUT_MS, true, async (c) => {
       const m = c.multi();
       m.addCommand(['DEL', this.#k('o', o.key)]);
       m.addCommand(['HSET', this.#k('o', o.key), 'm', meta, 'b', o.body]);
@@ -153,7 +160,7 @@ export class RedisCoordinator implements Coordinator {
   // ── locks ───────────────────────────────────────────────────────────────────────────────────────
 
   async lock(key: string, ttlMs: number): Promise<LockResult> {
-    const r = await this.#bounded('lock', this.#timeoutMs, (c) => c.sendCommand<string | null>(['SET', this.#k('l', key), this.id, 'NX', 'PX', String(Math.ceil(ttlMs))]));
+    const r = await this.#bounded('lock', this.#timeoutMs, true, (c) => c.sendCommand<string | null>(['SET', this.#k('l', key), this.id, 'NX', 'PX', String(Math.ceil(ttlMs))]));
     if (r === undefined) return { kind: 'unavailable' };
     if (r === null) return { kind: 'held' };
     return { kind: 'acquired', lock: { key, release: (outcome) => void this.#release(key, outcome) } };
@@ -162,7 +169,7 @@ export class RedisCoordinator implements Coordinator {
   async #release(key: string, outcome: FetchOutcome): Promise<void> {
     // Waiters look the object up as soon as they wake: it must be in Redis by then.
     await Promise.all(this.#pendingPuts);
-    await this.#bounded('unlock', BACKGROUND_TIMEOUT_MS, (c) => c.sendCommand(['EVAL', UNLOCK_SCRIPT, '1', this.#k('l', key), this.id, this.#channel, JSON.stringify({ u: key, o: outcome })]));
+    await this.#bounded('unlock', BACKGROUND_TIMEOUT_MS, false, (c) => c.sendCommand(['EVAL', UNLOCK_SCRIPT, '1', this.#k('l', key), this.id, this.#channel, JSON.stringify({ u: key, o: outcome })]));
   }
 
   waitUnlocked(key: string, ms: number): Promise<UnlockWait> {
@@ -180,7 +187,7 @@ export class RedisCoordinator implements Coordinator {
       set.add(done);
       const timer = setTimeout(() => done('timeout'), ms);
       // The holder may die without a word: wake when its lock would expire, to take it over.
-      void this.#bounded('lock', this.#timeoutMs, (c) => c.sendCommand<number>(['PTTL', this.#k('l', key)])).then((pttl) => {
+      void this.#bounded('lock', this.#timeoutMs, true, (c) => c.sendCommand<number>(['PTTL', this.#k('l', key)])).then((pttl) => {
         if (!set.has(done)) return;
         if (pttl === undefined || pttl < 0) return done('expired');
         expiry = setTimeout(() => done('expired'), pttl + 5);
@@ -192,17 +199,29 @@ export class RedisCoordinator implements Coordinator {
 
   async publish(message: CoordMessage): Promise<void> {
     if (message.kind === 'invalidate') {
-      if (!this.#client.isReady) {
-        // Sent when Redis is back (#onReady), so the other instances still get it.
-        if (this.#outbox.length < OUTBOX_MAX) this.#outbox.push(message.inv);
-        this.#count('publish');
-        return;
-      }
-      await this.#applyShared(message.inv);
+      if (!this.#client.isReady) return this.#queue(message.inv);
+      if ((await this.#applyShared(message.inv)) === undefined) return this.#queue(message.inv);
     }
-    await this.#bounded('publish', BACKGROUND_TIMEOUT_MS, (c) =>
+    const sent = await this.#bounded('publish', BACKGROUND_TIMEOUT_MS, false, (c) =>
       c.sendCommand(['EVAL', PUBLISH_SCRIPT, '2', this.#k('seq'), this.#k('log'), this.id, JSON.stringify(message), this.#channel, String(LOG_KEEP)]),
     );
+    if (sent === undefined && message.kind === 'invalidate') this.#queue(message.inv);
+  }
+
+  /** An invalidation Redis could not take now: sent when it is back, so the other instances still get it. */
+  #queue(inv: Invalidation): void {
+    this.#count('publish');
+    if (this.#outbox.length < OUTBOX_MAX) this.#outbox.push(inv);
+  }
+
+  async #flushOutbox(): Promise<void> {
+    if (this.#flushing || this.#outbox.length === 0) return;
+    this.#flushing = true;
+    try {
+      for (const inv of this.#outbox.splice(0)) await this.publish({ kind: 'invalidate', inv });
+    } finally {
+      this.#flushing = false;
+    }
   }
 
   subscribe(handler: (m: CoordMessage) => void): () => void {
@@ -214,14 +233,17 @@ export class RedisCoordinator implements Coordinator {
   #applyShared(inv: Invalidation): Promise<unknown> {
     const objPrefix = `${this.#prefix}o:`;
     const now = String(Date.now());
-    return this.#bounded('invalidate', BACKGROUND_TIMEOUT_MS, async (c) => {
-      if (inv.op === 'purge') return c.sendCommand(['EVAL', PURGE_SCRIPT, '2', this.#k('k', inv.primary), this.#k('v', inv.primary), objPrefix, inv.mode, now]);
+    return this.#bounded('invalidate', BACKGROUND_TIMEOUT_MS, false, async (c) => {
+      if (inv.op === 'purge') {
+        await c.sendCommand(['EVAL', PURGE_SCRIPT, '2', this.#k('k', inv.primary), this.#k('v', inv.primary), objPrefix, inv.mode, now]);
+        return true;
+      }
       if (inv.op === 'tags') {
         for (const t of inv.tags) {
           const keys = await c.sendCommand<string[]>(['SMEMBERS', this.#k('t', t)]);
           await this.#invalidateKeys(c, keys, inv.mode, now);
         }
-        return;
+        return true;
       }
       // A ban or purge-all: walk the objects (SCAN, in batches, never KEYS: Redis keeps serving meanwhile).
       const test = inv.op === 'ban' ? banTest(inv.spec) : () => true;
@@ -240,7 +262,7 @@ export class RedisCoordinator implements Coordinator {
         // dropped too (checking would need each object's metadata): at worst one extra miss.
         await this.#invalidateKeys(c, hit, inv.mode, now);
       } while (cursor !== '0');
-      return;
+      return true;
     });
   }
 
@@ -282,7 +304,7 @@ export class RedisCoordinator implements Coordinator {
 
   /** After a (re)connect or a gap: replays missed invalidations from the log, or resets when it cannot. */
   async #catchUp(): Promise<void> {
-    const r = await this.#bounded('subscribe', BACKGROUND_TIMEOUT_MS, async (c) => {
+    const r = await this.#bounded('subscribe', BACKGROUND_TIMEOUT_MS, false, async (c) => {
       const [seq, log] = await Promise.all([c.sendCommand<string | null>(['GET', this.#k('seq')]), c.sendCommand<string[]>(['LRANGE', this.#k('log'), '0', '-1'])]);
       return { seq: Number(seq ?? 0), log: log.map((l) => JSON.parse(l) as { s: number; f: string; m: CoordMessage }).reverse() };
     });
@@ -310,10 +332,10 @@ export class RedisCoordinator implements Coordinator {
   }
 
   async #onReady(): Promise<void> {
+    this.#skipUntil = 0;
     this.#up();
     await this.#catchUp();
-    const pending = this.#outbox.splice(0);
-    for (const inv of pending) await this.publish({ kind: 'invalidate', inv });
+    await this.#flushOutbox();
   }
 
   // ── plumbing ────────────────────────────────────────────────────────────────────────────────────
@@ -328,11 +350,13 @@ export class RedisCoordinator implements Coordinator {
 
   /**
    * Runs `work` if Redis is ready, within `ms`; undefined on any failure (counted by op, logged once per
-   * state change). The work's late answer, if any, is dropped.
+   * state change). The work's late answer, if any, is dropped. `skippable`: skipped while Redis is in
+   * the pause after a timeout.
    */
-  async #bounded<T>(op: string, ms: number, work: (c: Client) => Promise<T>): Promise<T | undefined> {
+  async #bounded<T>(op: string, ms: number, skippable: boolean, work: (c: Client) => Promise<T>): Promise<T | undefined> {
     if (this.#closed) return undefined;
-    if (!this.#client.isReady) {
+    // Lookups, locks and writes skip a Redis that just timed out (SKIP_AFTER_TIMEOUT_MS); invalidations try.
+    if (!this.#client.isReady || (skippable && Date.now() < this.#skipUntil)) {
       this.#count(op);
       return undefined;
     }
@@ -344,6 +368,7 @@ export class RedisCoordinator implements Coordinator {
       const r = await Promise.race([run, timeout]);
       if (r === TIMED_OUT) {
         this.#count(op);
+        if (skippable) this.#skipUntil = Date.now() + SKIP_AFTER_TIMEOUT_MS;
         this.#down(op, `no answer within ${ms}ms`);
         return undefined;
       }
@@ -378,6 +403,7 @@ export class RedisCoordinator implements Coordinator {
     this.#state = 'up';
     this.#detail = undefined;
     this.#log.info({ type: 'fleet', was }, 'fleet: Redis reachable; sharing');
+    void this.#flushOutbox();
   }
 
   status(): CoordStatus {

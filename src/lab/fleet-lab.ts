@@ -42,6 +42,8 @@ export type FleetLabResult = {
   /** Share of the misses of the local cache answered from Redis (Cache-Status detail="fleet"). */
   crossInstanceHitShare: number;
   byCacheStatus: Record<string, number>;
+  /** Each instance's `lacquer_fleet_errors_total` by op at the end (instance 2's since its restart). */
+  fleetErrors: Record<string, number>[];
   latencyMs: { localHit: Percentiles; redisHit: Percentiles; origin: Percentiles };
   events: string[];
 };
@@ -61,6 +63,7 @@ export async function runFleetLab(o: { short: boolean; log: (l: string) => void 
   const origin = await startOrigin({ behaviours: { '/hot': { kind: 'normal', cacheControl: 'max-age=1', bodySize: 4096, delayMs: 50 }, '*': { kind: 'normal', cacheControl: 'max-age=60', bodySize: 2048 } } });
   const agent = new Agent({ keepAliveTimeout: 2000, connections: 64 });
   const ports = await freePorts(INSTANCES);
+  const adminPorts = await freePorts(INSTANCES);
   const procs: (Child | undefined)[] = [];
   const events: string[] = [];
   const t0 = Date.now();
@@ -77,7 +80,7 @@ export async function runFleetLab(o: { short: boolean; log: (l: string) => void 
         listen: `127.0.0.1:${ports[i]}`,
         backends: [{ name: 'origin', url: origin.url }],
         fleet: { redis: redis.url, name: 'lab' },
-        admin: { enabled: false },
+        admin: { listen: `127.0.0.1:${adminPorts[i]}` },
         log: { access: 'off' },
         proxy: { drain_timeout: '2s' },
       }),
@@ -167,6 +170,13 @@ export async function runFleetLab(o: { short: boolean; log: (l: string) => void 
     })();
     await Promise.all([load, faults]);
     const durationS = (Date.now() - loadStart) / 1000; // the load ends last
+    const fleetErrors = await Promise.all(
+      adminPorts.map(async (p) => {
+        const res = await request(`http://127.0.0.1:${p}/api/stats`, { dispatcher: agent }).catch(() => undefined);
+        const stats = res ? ((await res.body.json()) as { fleet?: { errors: Record<string, number> } }) : undefined;
+        return stats?.fleet?.errors ?? {};
+      }),
+    );
     const hot = origin.count('/hot');
     const expiries = Math.max(1, Math.round(durationS));
     const hotAt = origin.requests.filter((q) => q.path === '/hot').map((q) => q.at);
@@ -200,6 +210,7 @@ export async function runFleetLab(o: { short: boolean; log: (l: string) => void 
       hotPerSecond,
       crossInstanceHitShare: localMisses ? Math.round(((byCache['fleet-hit'] ?? 0) / localMisses) * 1000) / 1000 : 0,
       byCacheStatus: byCache,
+      fleetErrors,
       latencyMs: { localHit: percentiles(lat.localHit), redisHit: percentiles(lat.redisHit), origin: percentiles(lat.origin) },
       events,
     };
@@ -223,6 +234,7 @@ export function formatFleetLab(r: FleetLabResult): string {
     `  hot object origin requests per second: ${r.hotPerSecond.join(' ')}`,
     `  cross-instance hit share (local misses answered from Redis): ${(r.crossInstanceHitShare * 100).toFixed(1)}%`,
     `  by outcome: ${Object.entries(r.byCacheStatus).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+    `  Redis errors per instance (lacquer_fleet_errors_total): ${r.fleetErrors.map((e, i) => `#${i} ${Object.entries(e).map(([k, v]) => `${k}=${v}`).join(' ') || 'none'}`).join('; ')}`,
     '',
     '| latency (ms), one request at a time | p50 | p90 | p99 | n |',
     '|---|---:|---:|---:|---:|',

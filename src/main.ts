@@ -64,10 +64,14 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   const snapshots = persist ? new Snapshots(ctx.store, persist.path, log.logger) : undefined;
   await snapshots?.load();
   const plane = createPlane(config, () => ctx, { config: manager });
-  const listener = await startListener(() => ctx, opts.listen ?? config.listen, plane.onRequest);
+  const listener = await startListener(() => ctx, opts.listen ?? config.listen, plane.onRequest).catch(async (err: unknown) => {
+    await coord.close(); // a fleet's Redis connections would keep the process alive
+    throw err;
+  });
   await plane.start(() => listener.inflight(), opts.adminListen).catch(async (err: unknown) => {
     await plane.stop();
     await listener.close(0);
+    await coord.close();
     stopPools();
     for (const p of ctx.pools.values()) p.destroy();
     throw err;

@@ -187,7 +187,8 @@ const Fleet = z.strictObject({
       max_object_size: size('1MiB', 'Objects larger than this are cached locally only, never written to Redis.'),
       timeout: duration('50ms', 'Longest a request waits on Redis for one operation (lookup, lock); past it the request goes on without the fleet and `lacquer_fleet_errors_total{op}` counts a timeout.'),
     })
-    .prefault({}),
+    .prefault({})
+    .meta({ description: 'The shared object store (L2): what goes into Redis, and how long a request may wait for it.' }),
 });
 
 const Limits = z.strictObject({

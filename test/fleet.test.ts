@@ -418,3 +418,13 @@ describe('lacquer doctor: the fleet Redis', () => {
     }
   });
 });
+
+describe('fleet configuration', () => {
+  it('names the path, the value and what is valid', () => {
+    expect(() => validateConfig({ backends: [{ name: 'a', url: 'http://127.0.0.1:1' }], fleet: { redis: 'http://x:6379' } })).toThrow(/fleet\.redis: "http:\/\/x:6379" — a Redis URL/);
+    expect(() => validateConfig({ backends: [{ name: 'a', url: 'http://127.0.0.1:1' }], fleet: { redis: 'redis://x', name: 'a b' } })).toThrow(/fleet\.name/);
+    const c = validateConfig({ backends: [{ name: 'a', url: 'http://127.0.0.1:1' }], fleet: { redis: 'rediss://x:6380' } });
+    expect(c.fleet).toEqual({ redis: 'rediss://x:6380', name: 'lacquer', store: { max_object_size: 1024 * 1024, timeout: 50 } });
+    expect(validateConfig({ backends: [{ name: 'a', url: 'http://127.0.0.1:1' }] }).fleet).toBeUndefined();
+  });
+});

@@ -6,7 +6,7 @@ import { createClient } from 'redis';
 import { validateConfig } from '../src/config/load.ts';
 import { startProxy, type Proxy } from '../src/main.ts';
 import { startOrigin, type Origin } from '../src/lab/origin.ts';
-import { startRedisServer, type RedisServer } from '../src/lab/redis-server.ts';
+import { startRedisSentinel, startRedisServer, type RedisServer } from '../src/lab/redis-server.ts';
 import { LogCapture, sleep } from './helpers.ts';
 import { checkFleet } from '../src/doctor/fleet.ts';
 
@@ -57,13 +57,13 @@ async function fleet(n: number, extra: Record<string, unknown> = {}): Promise<In
   return out;
 }
 
-async function instance(ns: string, extra: Record<string, unknown> = {}): Promise<Instance> {
+async function instance(ns: string, extra: Record<string, unknown> = {}, redisUrl = redis.url): Promise<Instance> {
   const config = validateConfig({
     listen: '127.0.0.1:0',
     admin: { listen: '127.0.0.1:0', token: TOKEN },
     backends: [{ name: 'app', url: origin.url }],
     // 200ms: generous for a loaded CI machine; the default is 50ms.
-    fleet: { redis: redis.url, name: ns, store: { timeout: '200ms' } },
+    fleet: { redis: redisUrl, name: ns, store: { timeout: '200ms' } },
     ...extra,
   });
   const log = new LogCapture();
@@ -149,6 +149,30 @@ describe('fleet: shared store', () => {
     expect(r.status).toBe(200);
     expect(r.body).toBe('old but good');
     expect(r.headers['cache-status']).toMatch(/fwd=stale/);
+  });
+});
+
+describe('fleet: through Sentinel', () => {
+  it('redis+sentinel:// finds the master through Sentinel: A stores, B hits, a purge reaches B', async () => {
+    const sentinel = await startRedisSentinel(redis);
+    try {
+      origin.set('/sentinel', { kind: 'normal', cacheControl: 'max-age=60', body: 'via sentinel' });
+      const ns = `t${process.pid}-${++name}`;
+      const [a, b] = [await instance(ns, {}, sentinel.url('mymaster')), await instance(ns, {}, sentinel.url('mymaster'))];
+      expect(a.proxy.ctx.coord.status().state).toBe('up');
+      await a.get('/sentinel');
+      await landed('/sentinel');
+      expect((await b.get('/sentinel')).headers['cache-status']).toMatch(/detail="fleet"/);
+      expect(origin.count('/sentinel')).toBe(1);
+      await a.admin('/api/purge', { url: `${HOST}/sentinel` });
+      expect(await waitFor(() => b.proxy.ctx.store.peek(`${HOST}/sentinel`) === undefined, 2000)).toBe(true);
+      // lacquer doctor goes the same way.
+      const d = await checkFleet(validateConfig({ backends: [{ name: 'a', url: 'http://127.0.0.1:1' }], fleet: { redis: sentinel.url('mymaster'), store: { timeout: '2s' } } }).fleet!);
+      expect(d.findings.find((f) => f.check === 'connect')?.severity).toBe('ok');
+    } finally {
+      await Promise.all(running.splice(0).map((i) => i.proxy.stop()));
+      await sentinel.close();
+    }
   });
 });
 

@@ -172,10 +172,10 @@ const Cache = z.strictObject({
 const Fleet = z.strictObject({
   redis: z
     .string()
-    .regex(/^rediss?:\/\/.+/, 'a Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS')
+    .regex(/^(rediss?:\/\/.+|redis\+sentinel:\/\/([^:@/]*:[^@/]*@)?[^/]+\/[^/]+(\/\d+)?)$/, 'a Redis URL: redis://[user:password@]host:port[/db], rediss:// for TLS, or redis+sentinel://[user:password@]host:port[,host:port…]/master-name[/db]')
     .meta({
       description:
-        'The Redis the instances share (Redis 7+ or Valkey; one endpoint: Redis Cluster is not supported). `rediss://` uses TLS; a password goes in the URL, e.g. `redis://:${REDIS_PASSWORD}@redis:6379/0`.',
+        'The Redis the instances share (Redis 7+ or Valkey; Redis Cluster is not supported). `rediss://` uses TLS; a password goes in the URL, e.g. `redis://:${REDIS_PASSWORD}@redis:6379/0`. `redis+sentinel://s1:26379,s2:26379/mymaster` asks Sentinel for the master and follows failovers (a password in that URL is the data nodes\' one).',
     }),
   name: z
     .string()

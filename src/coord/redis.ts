@@ -15,12 +15,12 @@
 // written cannot be recalled from Redis: past the timeout its answer is ignored.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { createClient, RESP_TYPES } from 'redis';
 import { banTest } from '../cache/invalidate.ts';
 import type { FleetConfig } from '../config/schema.ts';
+import { BUFFERS, openConns, type Conn } from './redis-conn.ts';
 import type { CoordMessage, CoordStatus, Coordinator, FetchOutcome, Invalidation, LockResult, SharedObject, UnlockWait } from './types.ts';
 
-type Client = ReturnType<typeof createClient>;
+type Client = Conn;
 
 /** Invalidations kept for catch-up; an instance further behind drops its local cache. */
 const LOG_KEEP = 1000;
@@ -36,7 +36,6 @@ const OUTBOX_MAX = 1000;
  */
 const SKIP_AFTER_TIMEOUT_MS = 1000;
 
-const BUFFERS = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
 
 /** INCR seq, append to the log, publish: one atomic step, so the sequence has no holes. */
 const PUBLISH_SCRIPT = `
@@ -96,19 +95,15 @@ export class RedisCoordinator implements Coordinator {
     this.#prefix = `lq:${config.name}:`;
     this.#channel = `${this.#prefix}bus`;
     this.#log = log;
-    this.#client = createClient({
+    const { cmd, sub } = openConns({
       url: config.redis,
-      // Fail at once while disconnected instead of queueing behind a dead socket.
-      disableOfflineQueue: true,
-      pingInterval: 1000,
-      socket: {
-        connectTimeout: 2000,
-        // Exponential backoff with jitter, capped at 2 s: a restarted Redis is found again quickly,
-        // and a fleet does not reconnect in lockstep.
-        reconnectStrategy: (retries) => Math.min(2000, 50 * 2 ** Math.min(retries, 6)) + Math.floor(Math.random() * 100),
-      },
+      connectTimeoutMs: 2000,
+      // Exponential backoff with jitter, capped at 2 s: a restarted Redis is found again quickly,
+      // and a fleet does not reconnect in lockstep.
+      reconnectStrategy: (retries) => Math.min(2000, 50 * 2 ** Math.min(retries, 6)) + Math.floor(Math.random() * 100),
     });
-    this.#sub = this.#client.duplicate();
+    this.#client = cmd;
+    this.#sub = sub;
     this.#client.on('error', (err: Error) => this.#down('connection', err.message));
     this.#sub.on('error', (err: Error) => this.#down('connection', err.message));
     this.#client.on('ready', () => void this.#onReady());
@@ -125,7 +120,7 @@ export class RedisCoordinator implements Coordinator {
   async lookup(primary: string, keyFor: (varyFields: readonly string[]) => string): Promise<SharedObject | undefined> {
     return this.#bounded('lookup', this.#timeoutMs, true, async (c) => {
       // Pipelined in one round trip: the URI's Vary, and its object if it has no Vary (the common case).
-      const [vary, first] = await Promise.all([c.sendCommand<string | null>(['GET', this.#k('v', primary)]), this.#hgetall(c, this.#k('o', primary))]);
+      const [vary, first] = await Promise.all([c.send<string | null>(['GET', this.#k('v', primary)]), this.#hgetall(c, this.#k('o', primary))]);
       if (vary === null) return undefined;
       const fields = JSON.parse(vary) as string[];
       const key = keyFor(fields);
@@ -139,18 +134,17 @@ export class RedisCoordinator implements Coordinator {
     const indexTtl = String(Math.ceil(ttlMs) + INDEX_SLACK_MS);
     const meta = JSON.stringify({ primary: o.primary, varyFields: o.varyFields, tags: o.tags, meta: o.meta });
     const p = this.#bounded('put', BACKGROUND_TIMEOUT_MS, true, async (c) => {
-      const m = c.multi();
-      m.addCommand(['DEL', this.#k('o', o.key)]);
-      m.addCommand(['HSET', this.#k('o', o.key), 'm', meta, 'b', o.body]);
-      m.addCommand(['PEXPIRE', this.#k('o', o.key), ttl]);
-      m.addCommand(['SET', this.#k('v', o.primary), JSON.stringify(o.varyFields), 'PX', indexTtl]);
+      const cmds: (string | Buffer)[][] = [
+        ['DEL', this.#k('o', o.key)],
+        ['HSET', this.#k('o', o.key), 'm', meta, 'b', o.body],
+        ['PEXPIRE', this.#k('o', o.key), ttl],
+        ['SET', this.#k('v', o.primary), JSON.stringify(o.varyFields), 'PX', indexTtl],
+      ];
       for (const set of [this.#k('k', o.primary), ...o.tags.map((t) => this.#k('t', t))]) {
-        m.addCommand(['SADD', set, o.key]);
         // NX then GT (Redis 7): a new set gets the TTL, an existing one only ever a longer one.
-        m.addCommand(['PEXPIRE', set, indexTtl, 'NX']);
-        m.addCommand(['PEXPIRE', set, indexTtl, 'GT']);
+        cmds.push(['SADD', set, o.key], ['PEXPIRE', set, indexTtl, 'NX'], ['PEXPIRE', set, indexTtl, 'GT']);
       }
-      await m.exec();
+      await c.transaction(cmds);
       return true;
     });
     this.#pendingPuts.add(p);
@@ -160,7 +154,7 @@ export class RedisCoordinator implements Coordinator {
   // ── locks ───────────────────────────────────────────────────────────────────────────────────────
 
   async lock(key: string, ttlMs: number): Promise<LockResult> {
-    const r = await this.#bounded('lock', this.#timeoutMs, true, (c) => c.sendCommand<string | null>(['SET', this.#k('l', key), this.id, 'NX', 'PX', String(Math.ceil(ttlMs))]));
+    const r = await this.#bounded('lock', this.#timeoutMs, true, (c) => c.send<string | null>(['SET', this.#k('l', key), this.id, 'NX', 'PX', String(Math.ceil(ttlMs))]));
     if (r === undefined) return { kind: 'unavailable' };
     if (r === null) return { kind: 'held' };
     return { kind: 'acquired', lock: { key, release: (outcome) => void this.#release(key, outcome) } };
@@ -169,7 +163,7 @@ export class RedisCoordinator implements Coordinator {
   async #release(key: string, outcome: FetchOutcome): Promise<void> {
     // Waiters look the object up as soon as they wake: it must be in Redis by then.
     await Promise.all(this.#pendingPuts);
-    await this.#bounded('unlock', BACKGROUND_TIMEOUT_MS, false, (c) => c.sendCommand(['EVAL', UNLOCK_SCRIPT, '1', this.#k('l', key), this.id, this.#channel, JSON.stringify({ u: key, o: outcome })]));
+    await this.#bounded('unlock', BACKGROUND_TIMEOUT_MS, false, (c) => c.send(['EVAL', UNLOCK_SCRIPT, '1', this.#k('l', key), this.id, this.#channel, JSON.stringify({ u: key, o: outcome })]));
   }
 
   waitUnlocked(key: string, ms: number): Promise<UnlockWait> {
@@ -187,7 +181,7 @@ export class RedisCoordinator implements Coordinator {
       set.add(done);
       const timer = setTimeout(() => done('timeout'), ms);
       // The holder may die without a word: wake when its lock would expire, to take it over.
-      void this.#bounded('lock', this.#timeoutMs, true, (c) => c.sendCommand<number>(['PTTL', this.#k('l', key)])).then((pttl) => {
+      void this.#bounded('lock', this.#timeoutMs, true, (c) => c.send<number>(['PTTL', this.#k('l', key)])).then((pttl) => {
         if (!set.has(done)) return;
         if (pttl === undefined || pttl < 0) return done('expired');
         expiry = setTimeout(() => done('expired'), pttl + 5);
@@ -203,7 +197,7 @@ export class RedisCoordinator implements Coordinator {
       if ((await this.#applyShared(message.inv)) === undefined) return this.#queue(message.inv);
     }
     const sent = await this.#bounded('publish', BACKGROUND_TIMEOUT_MS, false, (c) =>
-      c.sendCommand(['EVAL', PUBLISH_SCRIPT, '2', this.#k('seq'), this.#k('log'), this.id, JSON.stringify(message), this.#channel, String(LOG_KEEP)]),
+      c.send(['EVAL', PUBLISH_SCRIPT, '2', this.#k('seq'), this.#k('log'), this.id, JSON.stringify(message), this.#channel, String(LOG_KEEP)]),
     );
     if (sent === undefined && message.kind === 'invalidate') this.#queue(message.inv);
   }
@@ -235,12 +229,12 @@ export class RedisCoordinator implements Coordinator {
     const now = String(Date.now());
     return this.#bounded('invalidate', BACKGROUND_TIMEOUT_MS, false, async (c) => {
       if (inv.op === 'purge') {
-        await c.sendCommand(['EVAL', PURGE_SCRIPT, '2', this.#k('k', inv.primary), this.#k('v', inv.primary), objPrefix, inv.mode, now]);
+        await c.send(['EVAL', PURGE_SCRIPT, '2', this.#k('k', inv.primary), this.#k('v', inv.primary), objPrefix, inv.mode, now]);
         return true;
       }
       if (inv.op === 'tags') {
         for (const t of inv.tags) {
-          const keys = await c.sendCommand<string[]>(['SMEMBERS', this.#k('t', t)]);
+          const keys = await c.send<string[]>(['SMEMBERS', this.#k('t', t)]);
           await this.#invalidateKeys(c, keys, inv.mode, now);
         }
         return true;
@@ -249,7 +243,7 @@ export class RedisCoordinator implements Coordinator {
       const test = inv.op === 'ban' ? banTest(inv.spec) : () => true;
       let cursor = '0';
       do {
-        const [next, keys] = await c.sendCommand<[string, string[]]>(['SCAN', cursor, 'MATCH', `${objPrefix}*`, 'COUNT', '500']);
+        const [next, keys] = await c.send<[string, string[]]>(['SCAN', cursor, 'MATCH', `${objPrefix}*`, 'COUNT', '500']);
         cursor = next;
         const hit: string[] = [];
         for (const full of keys) {
@@ -268,12 +262,11 @@ export class RedisCoordinator implements Coordinator {
 
   async #invalidateKeys(c: Client, keys: readonly string[], mode: 'hard' | 'soft', now: string): Promise<void> {
     if (keys.length === 0) return;
-    const m = c.multi();
-    for (const k of keys) {
-      if (mode === 'hard') m.addCommand(['DEL', this.#k('o', k)]);
-      else m.addCommand(['EVAL', "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'i', ARGV[1]) end return 1", '1', this.#k('o', k), now]);
-    }
-    await m.exec();
+    await c.transaction(
+      keys.map((k) =>
+        mode === 'hard' ? ['DEL', this.#k('o', k)] : ['EVAL', "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'i', ARGV[1]) end return 1", '1', this.#k('o', k), now],
+      ),
+    );
   }
 
   #onBus(raw: string): void {
@@ -305,7 +298,7 @@ export class RedisCoordinator implements Coordinator {
   /** After a (re)connect or a gap: replays missed invalidations from the log, or resets when it cannot. */
   async #catchUp(): Promise<void> {
     const r = await this.#bounded('subscribe', BACKGROUND_TIMEOUT_MS, false, async (c) => {
-      const [seq, log] = await Promise.all([c.sendCommand<string | null>(['GET', this.#k('seq')]), c.sendCommand<string[]>(['LRANGE', this.#k('log'), '0', '-1'])]);
+      const [seq, log] = await Promise.all([c.send<string | null>(['GET', this.#k('seq')]), c.send<string[]>(['LRANGE', this.#k('log'), '0', '-1'])]);
       return { seq: Number(seq ?? 0), log: log.map((l) => JSON.parse(l) as { s: number; f: string; m: CoordMessage }).reverse() };
     });
     if (!r) return;
@@ -345,7 +338,7 @@ export class RedisCoordinator implements Coordinator {
   }
 
   #hgetall(c: Client, key: string): Promise<Record<string, Buffer> | undefined> {
-    return c.sendCommand<Record<string, Buffer> | Buffer[]>(['HGETALL', key], BUFFERS).then(toRecord);
+    return c.send<Record<string, Buffer> | Buffer[]>(['HGETALL', key], BUFFERS).then(toRecord);
   }
 
   /**

@@ -1,6 +1,6 @@
 // Doctor, the fleet's Redis (issue 13): can each instance reach it (connect, auth), how fast it answers
 // compared with fleet.store.timeout, and whether its memory policy could evict what the fleet relies on.
-import { createClient } from 'redis';
+import { openConns } from '../coord/redis-conn.ts';
 import type { FleetConfig } from '../config/schema.ts';
 import { formatDuration } from '../config/units.ts';
 import { ms, SEVERITY_RANK, spread, type Severity } from './findings.ts';
@@ -19,7 +19,8 @@ export function redactUrl(url: string): string {
 export async function checkFleet(f: FleetConfig): Promise<FleetReport> {
   const findings: FleetFinding[] = [];
   const pingMs: number[] = [];
-  const client = createClient({ url: f.redis, socket: { connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: false } });
+  // The coordinator's own connection (plain or through Sentinel), without retries: one attempt, judged.
+  const client = openConns({ url: f.redis, connectTimeoutMs: CONNECT_TIMEOUT_MS, reconnectStrategy: false }).cmd;
   let lastError: Error | undefined;
   client.on('error', (err: Error) => (lastError = err));
   try {
@@ -39,7 +40,7 @@ export async function checkFleet(f: FleetConfig): Promise<FleetReport> {
     findings.push({ severity: 'ok', check: 'connect', message: `connected to ${redactUrl(f.redis)}` });
     for (let i = 0; i < PINGS; i++) {
       const t0 = performance.now();
-      await client.ping();
+      await client.send(['PING']);
       pingMs.push(performance.now() - t0);
     }
     const s = spread(pingMs)!;
@@ -47,13 +48,24 @@ export async function checkFleet(f: FleetConfig): Promise<FleetReport> {
     if (s.median > limit) findings.push({ severity: 'fail', check: 'latency', message: `PING median ${ms(s.median)} is above fleet.store.timeout ${formatDuration(limit)}: nearly every lookup will be skipped`, fix: 'Run Redis closer to the instances, or raise fleet.store.timeout.' });
     else if (s.max > limit / 2) findings.push({ severity: 'warn', check: 'latency', message: `PING max ${ms(s.max)} is over half of fleet.store.timeout ${formatDuration(limit)}: some lookups will be skipped under load`, fix: 'Check Redis load and the network; or raise fleet.store.timeout.' });
     else findings.push({ severity: 'ok', check: 'latency', message: `PING ${ms(s.min)} / ${ms(s.median)} / ${ms(s.max)} (min/median/max), well within ${formatDuration(limit)}` });
-    findings.push(await memoryPolicy(() => client.configGet(['maxmemory-policy', 'maxmemory'])));
+    findings.push(await memoryPolicy(async () => configRecord(await client.send<unknown>(['CONFIG', 'GET', 'maxmemory*']))));
   } catch (err) {
     findings.push({ severity: 'fail', check: 'connect', message: `Redis failed while checking: ${(err as Error).message}` });
   } finally {
     await client.close().catch(() => client.destroy());
   }
   return report(f, findings, pingMs);
+}
+
+/** CONFIG GET answers a map (RESP3) or a flat name, value list (RESP2). */
+function configRecord(r: unknown): Record<string, unknown> {
+  if (r instanceof Map) return Object.fromEntries([...r].map(([k, v]) => [String(k), v]));
+  if (Array.isArray(r)) {
+    const out: Record<string, unknown> = {};
+    for (let i = 0; i + 1 < r.length; i += 2) out[String(r[i])] = r[i + 1];
+    return out;
+  }
+  return (r ?? {}) as Record<string, unknown>;
 }
 
 async function memoryPolicy(read: () => Promise<Record<string, unknown>>): Promise<FleetFinding> {

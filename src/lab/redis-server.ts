@@ -1,7 +1,7 @@
 // A throwaway redis-server for tests and the lab: a free port on 127.0.0.1, its own temp dir (removed at
 // stop), no persistence, stopped by PID. `restart` keeps the port (what a Redis restart looks like to clients).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -101,6 +101,42 @@ export async function startRedisServer(opts: { maxmemoryPolicy?: string } = {}):
     resume: () => child?.pid && process.kill(child.pid, 'SIGCONT'),
     async close() {
       await stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export type RedisSentinel = { port: number; url(masterName: string): string; close(): Promise<void> };
+
+/** A redis-server in Sentinel mode watching `master` as `mymaster` (quorum 1), on a free port. */
+export async function startRedisSentinel(master: RedisServer): Promise<RedisSentinel> {
+  const bin = redisServerPath();
+  if (!bin) throw new Error('redis-server not found on PATH (apt-get install redis-server)');
+  const dir = mkdtempSync(path.join(tmpdir(), 'lacquer-sentinel-'));
+  const port = await freePort();
+  const conf = path.join(dir, 'sentinel.conf');
+  // Sentinel rewrites its config file: it lives in the temp dir.
+  writeFileSync(conf, [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor mymaster 127.0.0.1 ${master.port} 1`, 'sentinel down-after-milliseconds mymaster 2000', ''].join('\n'));
+  const c = spawn(bin, [conf, '--sentinel', '--loglevel', 'warning', '--logfile', ''], { stdio: 'ignore' });
+  const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
+  let up = false;
+  for (let i = 0; i < 100 && !up; i++) {
+    up = await ping(port);
+    if (!up) await new Promise((r) => setTimeout(r, 50));
+  }
+  if (!up) {
+    c.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error('redis sentinel did not answer PING within 5 s');
+  }
+  return {
+    port,
+    url: (name) => `redis+sentinel://127.0.0.1:${port}/${name}`,
+    async close() {
+      if (c.exitCode === null && c.signalCode === null) {
+        c.kill('SIGTERM');
+        await exited;
+      }
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -36,6 +36,8 @@ function reloadCertificates(listeners: Listener[], next: Config, logger: Logger)
     }
   });
 }
+import { createCoordinator } from './coord/index.ts';
+import { attachCoordinator } from './coord/attach.ts';
 
 export type Proxy = {
   /** The live context; replaced atomically by a reload. */
@@ -106,7 +108,10 @@ async function step<T>(setting: string, value: string, fn: () => T | Promise<T>)
 export async function startProxy(config: Config, opts: StartOptions = {}): Promise<Proxy> {
   const destination = opts.logDestination ?? config.log.access;
   const log = await step('log.access', String(destination), () => new AccessLog({ destination, level: config.log.level, proxyName: config.proxy.name }));
-  let ctx = createContext(config, log, undefined, opts.clock);
+  // Fleet (coord/): the coordinator lives as long as the process; a reload carries it with the cache.
+  const coord = createCoordinator(config, log.logger);
+  let ctx = createContext(config, log, undefined, opts.clock, coord);
+  const detachCoord = attachCoordinator(() => ctx, log.logger);
   log.healthOf = (name) => healthContext(ctx.pools, name);
   let stopPools = startPools(ctx.pools, log.logger);
   const manager = new ConfigManager(config, opts.configFile, {
@@ -141,6 +146,8 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
     // Leave nothing running (timers, sockets) so the caller can report and exit, or a test go on.
     await plane.stop();
     await Promise.all(listeners.map((x) => x.close(0)));
+    detachCoord();
+    await coord.close(); // a fleet's Redis connections would keep the process alive
     stopPools();
     for (const p of ctx.pools.values()) p.destroy();
     log.close();
@@ -169,6 +176,8 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
         const deadline = Math.min(drainUntil, Date.now() + 1000);
         while (ctx.background > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
         ctx.invalidator.stop();
+        detachCoord();
+        await coord.close();
         await snapshots?.stop();
         stopPools();
         for (const p of ctx.pools.values()) p.destroy();

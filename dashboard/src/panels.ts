@@ -180,6 +180,13 @@ export function renderPaths(paths: Live['paths']): void {
   if (!paths.failing.length) failing.replaceChildren(el('tr', {}, el('td', { colspan: '3', class: 'muted' }, 'no failing paths')));
 }
 
+/** Fleet mode: whether Redis is shared right now, and its errors (each one a request that went on alone). */
+function fleetLine(f: NonNullable<Live['stats']['fleet']>): HTMLElement {
+  const errors = Object.values(f.errors).reduce((a, b) => a + b, 0);
+  const state = f.state === 'up' ? 'Redis up, sharing' : `Redis down, serving alone (${f.detail ?? 'unknown'})`;
+  return el('p', f.state === 'up' ? {} : { class: 'warn' }, `fleet: ${state}; ${errors} Redis errors`);
+}
+
 export function renderCache(stats: Live['stats']): void {
   const c = stats.cache;
   const bar = el('div', { class: 'bar' }, el('div', { style: `width:${Math.min(100, c.fill * 100).toFixed(1)}%` }));
@@ -189,6 +196,7 @@ export function renderCache(stats: Live['stats']): void {
     el('p', {}, `${bytes(c.bytes)} of ${bytes(c.max_bytes)}, ${c.objects} objects, ${c.evictions} evictions`),
     el('p', {}, `hit ratio ${pct(stats.rates_1m.hit_ratio)} (1 min), ${pct(stats.hit_ratio)} since start`),
     el('p', {}, `stale served ${stats.stale_served.total}, coalesced ${stats.coalesced}`),
+    ...(stats.fleet ? [fleetLine(stats.fleet)] : []),
     el('p', { class: 'muted' }, `CPU ${stats.process.cpu_percent}%, RSS ${bytes(stats.process.rss_bytes)}, event-loop p99 ${ms(stats.process.event_loop_delay_p99_ms)}`),
   );
 }

@@ -105,6 +105,8 @@ export const OPS_ROUTES: Route[] = [
         return problem(400, 'invalid_regex', (err as Error).message);
       }
       d.ctx().log.logger.warn({ type: 'admin', purge: kind, mode, target: b.url ?? b.prefix ?? b.regex ?? b.tags, objects: hit }, `purge (${kind}, ${mode}): ${hit} objects`);
+      // Fleet / workers (coord/): answer once the purge has been handed to the other processes.
+      await inv.broadcastDone();
       return { status: 200, body: { purged: hit, kind, mode } };
     },
   },

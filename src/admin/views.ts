@@ -184,6 +184,8 @@ export function statsView(d: AdminDeps) {
       objects: store.objects,
       evictions: store.evictions,
     },
+    /** The fleet's Redis (null without `fleet`): up or serving alone, and its errors by operation. */
+    fleet: ctx.coord.shared ? ctx.coord.status() : null,
     process: {
       cpu_percent: proc.cpuPercent,
       rss_bytes: proc.rssBytes,

@@ -6,10 +6,11 @@ import { ConfigError, loadConfigFile } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { formatReport } from '../doctor/format.ts';
 import { runDoctor, type DoctorReport } from '../doctor/run.ts';
+import { SEVERITY_RANK } from '../doctor/findings.ts';
 import { targetFromUrl, targetsFromConfig, type Target } from '../doctor/targets.ts';
 import { printProblems } from './check.ts';
 import { examineListeners, formatListeners } from '../doctor/listeners.ts';
-import { SEVERITY_RANK } from '../doctor/findings.ts';
+import { checkFleet, formatFleet } from '../doctor/fleet.ts';
 
 export type DoctorCliOptions = { config?: string; json?: boolean; repeat?: string; ca?: string; expectedStatus?: string };
 
@@ -45,7 +46,8 @@ export async function doctorCommand(url: string | undefined, o: DoctorCliOptions
   const report: DoctorReport = await runDoctor(targets, { repeat, ca: o.ca ? readFileSync(o.ca) : undefined });
   // With a config, the listeners' own certificates are examined too (read from their files).
   const listeners = cfg && !url ? examineListeners(cfg.listen) : [];
-  process.stdout.write(o.json ? `${JSON.stringify({ ...report, listeners }, null, 2)}\n` : formatListeners(listeners) + formatReport(report));
-  const worst = Math.max(report.exitCode, ...listeners.map((l) => SEVERITY_RANK[l.severity]));
-  return worst;
+  // Fleet mode: the shared Redis is checked too (connect, auth, latency, memory policy).
+  const fleet = !url && cfg?.fleet ? await checkFleet(cfg.fleet) : undefined;
+  process.stdout.write(o.json ? `${JSON.stringify({ ...report, listeners, ...(fleet ? { fleet } : {}) }, null, 2)}\n` : formatListeners(listeners) + formatReport(report) + (fleet ? formatFleet(fleet) : ''));
+  return Math.max(report.exitCode, ...listeners.map((l) => SEVERITY_RANK[l.severity]), fleet ? SEVERITY_RANK[fleet.severity] : 0);
 }

@@ -70,7 +70,7 @@ export function registerLab(lab: Command): void {
 
   lab
     .command('run')
-    .description(`play scenarios against proxies and print what the clients saw; scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}`)
+    .description(`play scenarios against proxies and print what the clients saw; scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}, fleet (3 Lacquer instances on Redis; needs redis-server)`)
     .argument('<scenario...>', 'scenario names, or "all"')
     .option('--proxy <list>', 'lacquer, varnish, nginx, all, or target ids like varnish-tuned, nginx-default, lacquer-default (comma-separated)', 'lacquer')
     .option('--short', 'short durations (≤ ~10 s per scenario)')
@@ -79,6 +79,15 @@ export function registerLab(lab: Command): void {
     .option('--base-port <n>', 'use ports n, n+1, … when free (stable configs); default: ephemeral ports')
     .action(async (names: string[], o: { proxy: string; short?: boolean; json?: string; keep?: boolean; basePort?: string }) => {
       exitOnSignals();
+      if (names.includes('fleet')) {
+        // Issue 13: a fleet of Lacquer processes on Redis, its own runner (src/lab/fleet-lab.ts).
+        const { runFleetLab, formatFleetLab } = await import('../lab/fleet-lab.ts');
+        const r = await runFleetLab({ short: o.short ?? false, log: (l) => process.stderr.write(`${l}\n`) });
+        process.stdout.write(`${formatFleetLab(r)}\n`);
+        if (o.json) writeFileSync(o.json, JSON.stringify(r, null, 1));
+        names = names.filter((n) => n !== 'fleet');
+        if (names.length === 0) return;
+      }
       const scenarios = scenariosOrExit(names.includes('all') ? [] : names);
       const targets = targetsOrExit(o.proxy);
       const results: RunResult[] = [];

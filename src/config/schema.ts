@@ -263,6 +263,28 @@ const Cache = z.strictObject({
   ),
 }).transform((c) => ({ ...c, stale_if_error: c.stale_if_error !== undefined ? parseDuration(c.stale_if_error)! : (c.grace ?? parseDuration(STALE_IF_ERROR_DEFAULT)!) }));
 
+const Fleet = z.strictObject({
+  redis: z
+    .string()
+    .regex(/^(rediss?:\/\/.+|redis\+sentinel:\/\/([^:@/]*:[^@/]*@)?[^/]+\/[^/]+(\/\d+)?)$/, 'a Redis URL: redis://[user:password@]host:port[/db], rediss:// for TLS, or redis+sentinel://[user:password@]host:port[,host:port…]/master-name[/db]')
+    .meta({
+      description:
+        'The Redis the instances share (Redis 7+ or Valkey; Redis Cluster is not supported). `rediss://` uses TLS; a password goes in the URL, e.g. `redis://:${REDIS_PASSWORD}@redis:6379/0`. `redis+sentinel://s1:26379,s2:26379/mymaster` asks Sentinel for the master and follows failovers (a password in that URL is the data nodes\' one).',
+    }),
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, '1 to 64 letters, digits, `_`, `.` or `-`')
+    .default('lacquer')
+    .meta({ description: 'Namespace of this fleet in Redis: the prefix of its keys and channels. Fleets with different names share nothing.', default: 'lacquer' }),
+  store: z
+    .strictObject({
+      max_object_size: size('1MiB', 'Objects larger than this are cached locally only, never written to Redis.'),
+      timeout: duration('50ms', 'Longest a request waits on Redis for one operation (lookup, lock); past it the request goes on without the fleet and `lacquer_fleet_errors_total{op}` counts a timeout.'),
+    })
+    .prefault({})
+    .meta({ description: 'The shared object store (L2): what goes into Redis, and how long a request may wait for it.' }),
+});
+
 const Limits = z.strictObject({
   request_header_size: size('16KiB', 'Largest request head accepted from a client; beyond it 431.'),
   request_body_size: size('10MiB', 'Largest request body accepted from a client; beyond it 413.'),
@@ -711,6 +733,10 @@ export const ConfigSchema = z.strictObject({
   listen: Listen,
   compression: Compression.prefault({}).meta({ description: 'Response compression: stored objects are compressed once and kept in every coding; pass responses are compressed as they stream.' }),
   cache: Cache.prefault({}).meta({ description: 'The in-memory HTTP cache (RFC 9111 shared cache).' }),
+  fleet: Fleet.optional().meta({
+    description:
+      'Several instances acting as one cache through Redis (README "Running a fleet"): a shared object store behind the local cache, fleet-wide request coalescing, purges reaching every instance. Off by default: without it nothing needs Redis.',
+  }),
   timeouts: Timeouts.extend({
     client_send: duration(
       '60s',
@@ -756,6 +782,7 @@ export type RetryConfig = Parsed['retries'];
 /** A route's retry policy: the pool's `retries` without the budget. */
 export type RetryPolicy = Omit<RetryConfig, 'budget'>;
 export type OverloadConfig = Parsed['overload'];
+export type FleetConfig = NonNullable<Parsed['fleet']>;
 export type DirectorKind = PoolConfig['director'];
 export type TimeoutConfig = { connect: number; first_byte: number; between_bytes: number; idle: number };
 export type Config = Readonly<Parsed>;

@@ -5,6 +5,7 @@
 // Each proxy owns its own Registry, so two proxies in one process (tests) never mix their numbers.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { StoreStats } from '../cache/store.ts';
+import type { CoordStatus } from '../coord/types.ts';
 import type { Exchange } from '../server/exchange.ts';
 import type { PoolSnapshot } from '../upstream/state.ts';
 import { cacheLabel, staleReason, statusClass, type CacheLabel } from './classify.ts';
@@ -19,6 +20,8 @@ export type MetricSources = {
   poolOf(backend: string): string;
   /** Log lines dropped because a log destination was too slow or broken. */
   logDropped?(): number;
+  /** The fleet coordinator's state; undefined without `fleet` (the fleet metrics are then not exported). */
+  fleet?(): CoordStatus | undefined;
 };
 
 /** Seconds: from a cache hit (well under 1 ms) to the 60 s default first_byte timeout. */
@@ -61,6 +64,9 @@ export class Metrics {
   readonly inflight: Gauge;
   readonly alertFiring: Gauge<'rule'>;
   readonly alertNotifications: Counter<'result'>;
+  readonly fleetErrors: Counter<'op'>;
+  readonly fleetUp: Gauge;
+  readonly #fleetErrorsSeen = new Map<string, number>();
 
   constructor(src: MetricSources, opts: { defaultMetrics?: boolean } = {}) {
     this.#src = src;
@@ -196,6 +202,17 @@ export class Metrics {
         logDroppedSeen = n;
       },
     });
+    this.fleetErrors = new Counter({
+      name: 'lacquer_fleet_errors_total',
+      help: 'Redis operations of the fleet that failed or took longer than fleet.store.timeout (the request went on without the fleet), by op: lookup, put, lock, unlock, publish, invalidate, subscribe, connection.',
+      labelNames: ['op'],
+      registers: [],
+    });
+    this.fleetUp = new Gauge({ name: 'lacquer_fleet_up', help: '1 while Redis answers (objects, locks and purges shared), 0 while the instance serves alone.', registers: [] });
+    if (src.fleet?.()) {
+      this.registry.registerMetric(this.fleetErrors);
+      this.registry.registerMetric(this.fleetUp);
+    }
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -286,6 +303,15 @@ export class Metrics {
     if (s.evictions > this.#evictionsSeen) this.cacheEvictions.inc(s.evictions - this.#evictionsSeen);
     this.#evictionsSeen = Math.max(this.#evictionsSeen, s.evictions);
     this.inflight.set(this.#src.inflight());
+    const f = this.#src.fleet?.();
+    if (f) {
+      this.fleetUp.set(f.state === 'up' ? 1 : 0);
+      for (const [op, n] of Object.entries(f.errors)) {
+        const seen = this.#fleetErrorsSeen.get(op) ?? 0;
+        if (n > seen) this.fleetErrors.labels(op).inc(n - seen);
+        this.#fleetErrorsSeen.set(op, Math.max(seen, n));
+      }
+    }
     this.alertFiring.reset();
     for (const a of this.#src.alerts()) this.alertFiring.labels(a.name).set(a.firing ? 1 : 0);
   }

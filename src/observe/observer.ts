@@ -66,6 +66,7 @@ export class Observer {
       alerts: () => this.alertStates(),
       poolOf,
       logDropped: () => ctx().log.droppedLines(),
+      fleet: () => (ctx().coord.shared ? ctx().coord.status() : undefined),
     });
     this.timeline = new Timeline(poolOf);
   }

@@ -116,7 +116,7 @@ describe('Dockerfile and compose', () => {
       for (const src of parts.slice(0, -1)) expect(() => readFileSync(path.join(ROOT, src)), src).not.toThrow(/ENOENT/);
     }
     // The image's default config is one Lacquer accepts.
-    expect(validLacquerConfig(readFileSync(path.join(ROOT, 'deploy/lacquer.yaml'), 'utf8')).listen).toBe('0.0.0.0:6081');
+    expect(validLacquerConfig(readFileSync(path.join(ROOT, 'deploy/lacquer.yaml'), 'utf8')).listen[0]!.address).toBe('0.0.0.0:6081');
   });
 
   it('compose: two Lacquer instances sharing Redis, the demo origin, a config Lacquer accepts', () => {

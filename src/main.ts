@@ -9,6 +9,8 @@ import { createPlane, type Plane } from './admin/plane.ts';
 import { Snapshots } from './cache/snapshots.ts';
 import { ConfigManager } from './ops/reload.ts';
 import { BackendPool } from './upstream/pool.ts';
+import { createCoordinator } from './coord/index.ts';
+import { attachCoordinator } from './coord/attach.ts';
 
 export type Proxy = {
   /** The live context; replaced atomically by a reload. */
@@ -39,7 +41,10 @@ export type StartOptions = {
 
 export async function startProxy(config: Config, opts: StartOptions = {}): Promise<Proxy> {
   const log = new AccessLog({ destination: opts.logDestination ?? config.log.access, level: config.log.level, proxyName: config.proxy.name });
-  let ctx = createContext(config, log, undefined, opts.clock);
+  // Fleet (coord/): the coordinator lives as long as the process; a reload carries it with the cache.
+  const coord = createCoordinator(config, log.logger);
+  let ctx = createContext(config, log, undefined, opts.clock, coord);
+  const detachCoord = attachCoordinator(() => ctx, log.logger);
   log.healthOf = (name) => healthContext(ctx.pools, name);
   let stopPools = startPools(ctx.pools, log.logger);
   const manager = new ConfigManager(config, opts.configFile, {
@@ -85,6 +90,8 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
         const deadline = Date.now() + 1000;
         while (ctx.background > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
         ctx.invalidator.stop();
+        detachCoord();
+        await coord.close();
         await snapshots?.stop();
         stopPools();
         for (const p of ctx.pools.values()) p.destroy();

@@ -4,6 +4,7 @@
 // and purge everything. Every operation answers how many objects it hit.
 import { markStale, type CachedObject } from './object.ts';
 import type { Store } from './store.ts';
+import type { Invalidation } from '../coord/types.ts';
 
 export type PurgeMode = 'hard' | 'soft';
 
@@ -27,13 +28,33 @@ export class Invalidator {
   /** Keys still to examine in the current lurker sweep (a snapshot, so store mutations cannot derail it). */
   #sweep: string[] | undefined;
   #sweepAt = 0;
+  /**
+   * Told of every invalidation made here (not of those applied with `applyRemote`): a fleet broadcasts it
+   * to the other instances and applies it to the shared store (coord/).
+   */
+  onInvalidate: ((inv: Invalidation) => void) | undefined;
 
   constructor(store: Store) {
     this.#store = store;
   }
 
+  /** Applies an invalidation that came from another process, without telling `onInvalidate` again. */
+  applyRemote(inv: Invalidation): number {
+    const tell = this.onInvalidate;
+    this.onInvalidate = undefined;
+    try {
+      if (inv.op === 'purge') return this.purgeUrl(inv.primary, inv.mode);
+      if (inv.op === 'ban') return this.ban(inv.spec, inv.mode, inv.at);
+      if (inv.op === 'tags') return this.purgeTags(inv.tags, inv.mode);
+      return this.purgeAll(inv.mode);
+    } finally {
+      this.onInvalidate = tell;
+    }
+  }
+
   /** Purges every variant of one URL (primary key). */
   purgeUrl(primary: string, mode: PurgeMode): number {
+    this.onInvalidate?.({ op: 'purge', primary, mode });
     if (mode === 'hard') return this.#store.removeAll(primary);
     let n = 0;
     for (const [, o] of this.#store.entries()) {
@@ -47,12 +68,8 @@ export class Invalidator {
 
   /** Adds a ban; returns how many stored objects it matches now. Throws on an invalid regular expression. */
   ban(spec: BanSpec, mode: PurgeMode, now = Date.now()): number {
-    const test =
-      spec.kind === 'prefix'
-        ? (p: string) => p.startsWith(spec.value)
-        : spec.kind === 'path-prefix'
-          ? (p: string) => p.startsWith(spec.value, p.indexOf('/'))
-          : regexTest(spec.value);
+    const test = banTest(spec);
+    this.onInvalidate?.({ op: 'ban', spec, mode, at: now });
     const ban: Ban = { id: this.#nextId++, spec, test, mode, createdAt: now };
     this.#bans.push(ban);
     if (this.#bans.length > MAX_BANS) this.#bans.shift();
@@ -64,6 +81,7 @@ export class Invalidator {
 
   /** Purges objects carrying any of the tags. */
   purgeTags(tags: readonly string[], mode: PurgeMode): number {
+    this.onInvalidate?.({ op: 'tags', tags, mode });
     const want = new Set(tags);
     const hit: string[] = [];
     for (const [key, o] of this.#store.entries()) {
@@ -77,6 +95,7 @@ export class Invalidator {
   }
 
   purgeAll(mode: PurgeMode): number {
+    this.onInvalidate?.({ op: 'all', mode });
     if (mode === 'hard') {
       this.#bans = [];
       return this.#store.clear();
@@ -150,6 +169,13 @@ export class Invalidator {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
   }
+}
+
+/** The predicate of a ban over primary keys (host + path + query). Throws on an invalid regular expression. */
+export function banTest(spec: BanSpec): (primary: string) => boolean {
+  if (spec.kind === 'prefix') return (p) => p.startsWith(spec.value);
+  if (spec.kind === 'path-prefix') return (p) => p.startsWith(spec.value, p.indexOf('/'));
+  return regexTest(spec.value);
 }
 
 function regexTest(source: string): (s: string) => boolean {

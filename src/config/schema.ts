@@ -169,6 +169,27 @@ const Cache = z.strictObject({
   ),
 }).transform((c) => ({ ...c, stale_if_error: c.stale_if_error !== undefined ? parseDuration(c.stale_if_error)! : (c.grace ?? parseDuration(STALE_IF_ERROR_DEFAULT)!) }));
 
+const Fleet = z.strictObject({
+  redis: z
+    .string()
+    .regex(/^(redis|rediss|redis\+sentinel):\/\/.+/, 'a Redis URL: redis://[user:password@]host:port[/db], rediss:// for TLS, or redis+sentinel://host:port[,host:port...]/master-name[/db]')
+    .meta({
+      description:
+        'The Redis the instances share (RESP2/3, Redis 6+ or Valkey). `rediss://` uses TLS; a password goes in the URL, e.g. `redis://:${REDIS_PASSWORD}@redis:6379/0`. `redis+sentinel://s1:26379,s2:26379/mymaster` finds the master through Sentinel.',
+    }),
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, '1 to 64 letters, digits, `_`, `.` or `-`')
+    .default('lacquer')
+    .meta({ description: 'Namespace of this fleet in Redis: the prefix of its keys and channels. Fleets with different names share nothing.', default: 'lacquer' }),
+  store: z
+    .strictObject({
+      max_object_size: size('1MiB', 'Objects larger than this are cached locally only, never written to Redis.'),
+      timeout: duration('50ms', 'Longest a request waits on Redis for one operation (lookup, lock); past it the request goes on without the fleet and `lacquer_fleet_errors_total{op}` counts a timeout.'),
+    })
+    .prefault({}),
+});
+
 const Limits = z.strictObject({
   request_header_size: size('16KiB', 'Largest request head accepted from a client; beyond it 431.'),
   request_body_size: size('10MiB', 'Largest request body accepted from a client; beyond it 413.'),
@@ -579,6 +600,10 @@ const Reload = z.strictObject({
 export const ConfigSchema = z.strictObject({
   listen: listenAddress('127.0.0.1:6081', 'Address of the client-facing HTTP listener.'),
   cache: Cache.prefault({}).meta({ description: 'The in-memory HTTP cache (RFC 9111 shared cache).' }),
+  fleet: Fleet.optional().meta({
+    description:
+      'Several instances acting as one cache through Redis (README "Running a fleet"): a shared object store behind the local cache, fleet-wide request coalescing, purges reaching every instance. Off by default: without it nothing needs Redis.',
+  }),
   timeouts: Timeouts.prefault({}).meta({ description: 'Defaults for every backend.' }),
   backends: z
     .array(Backend)
@@ -633,6 +658,7 @@ export type RetryConfig = Parsed['retries'];
 /** A route's retry policy: the pool's `retries` without the budget. */
 export type RetryPolicy = Omit<RetryConfig, 'budget'>;
 export type OverloadConfig = Parsed['overload'];
+export type FleetConfig = NonNullable<Parsed['fleet']>;
 export type DirectorKind = PoolConfig['director'];
 export type TimeoutConfig = { connect: number; first_byte: number; between_bytes: number; idle: number };
 export type Config = Readonly<Parsed>;

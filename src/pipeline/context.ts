@@ -10,6 +10,9 @@ import { Coalescer } from './coalesce.ts';
 import { Invalidator } from '../cache/invalidate.ts';
 import { Maintenance } from './maintenance.ts';
 import type { AccessLog } from '../observe/access-log.ts';
+import type { Coordinator } from '../coord/types.ts';
+import { LocalCoordinator } from '../coord/local.ts';
+import { SharingStore } from '../coord/store.ts';
 
 export type ProxyStats = {
   requests: number;
@@ -33,6 +36,8 @@ export type ProxyContext = {
   readonly routes: RouteTable;
   readonly store: Store;
   readonly coalescer: Coalescer;
+  /** Locks, broadcast and shared store across processes (coord/); a LocalCoordinator when alone. */
+  readonly coord: Coordinator;
   /** Purges, bans and tags (applied lazily at lookup and by the ban lurker). */
   readonly invalidator: Invalidator;
   /** Maintenance modes (config, schedule, admin overrides). */
@@ -59,11 +64,14 @@ export type ProxyContext = {
 const PASS_MARK_TTL_MS = 120_000;
 
 /** What a configuration reload carries over from the running context: the cache and everything about it. */
-export type Carry = Pick<ProxyContext, 'store' | 'coalescer' | 'invalidator' | 'passMarks' | 'stats' | 'maintenance' | 'now'>;
+export type Carry = Pick<ProxyContext, 'store' | 'coalescer' | 'invalidator' | 'passMarks' | 'stats' | 'maintenance' | 'now' | 'coord'>;
 
-export function createContext(config: Config, log: AccessLog, carry?: Carry, clock?: () => number): ProxyContext {
+/** `coord`: the fleet's coordinator on the first context (main.ts); a reload carries it over. */
+export function createContext(config: Config, log: AccessLog, carry?: Carry, clock?: () => number, coord?: Coordinator): ProxyContext {
   const c = config.cache;
-  const theStore = carry?.store ?? new MemoryStore(c.memory);
+  const theCoord = carry?.coord ?? coord ?? new LocalCoordinator();
+  // Only a shared coordinator wraps the store: alone, lookups and stores go straight to memory.
+  const theStore = carry?.store ?? (theCoord.shared ? new SharingStore(new MemoryStore(c.memory), theCoord) : new MemoryStore(c.memory));
   const pools = BackendPool.allFromConfig(config);
   if (carry) carry.maintenance.config = config.maintenance;
   const policy: StoragePolicy = {
@@ -86,6 +94,7 @@ export function createContext(config: Config, log: AccessLog, carry?: Carry, clo
     routes: new RouteTable(config, pools, policy),
     store: theStore,
     coalescer: carry?.coalescer ?? new Coalescer(),
+    coord: theCoord,
     invalidator: carry?.invalidator ?? new Invalidator(theStore),
     maintenance: carry?.maintenance ?? new Maintenance(config.maintenance),
     passMarks: carry?.passMarks ?? new LRUCache<string, true>({ max: 10_000, ttl: PASS_MARK_TTL_MS }),

@@ -21,6 +21,7 @@ import { lookup, type LookupOutcome } from './lookup.ts';
 import { receive } from './receive.ts';
 import { deliverMaintenancePage, serveStaleOnly } from './maintenance.ts';
 import { route, type Route } from './route.ts';
+import { sharedMiss } from './shared.ts';
 import { deliverStale, isErrorStatus, usableOnError } from './stale.ts';
 import { proxyStatusForReceived, synthError } from './synth.ts';
 
@@ -86,6 +87,8 @@ async function miss(ctx: ProxyContext, ex: Exchange, r: Route, l: Extract<Lookup
     }
     plan.flight = ctx.coalescer.lead(flightKey);
     try {
+      // Fleet: the shared store, then the fleet-wide lock (pipeline/shared.ts); skipped when alone.
+      if (ctx.coord.shared && (await sharedMiss(ctx, ex, plan, flightKey))) return;
       return await forward(ctx, plan);
     } finally {
       plan.flight.settle({ kind: 'uncacheable' }); // no-op when already settled
@@ -147,13 +150,14 @@ function refreshInBackground(ctx: ProxyContext, ex: Exchange, r: Route, primary:
 function invalidateAfterUnsafe(ctx: ProxyContext, ex: Exchange): void {
   const status = ex.res.statusCode;
   if (status < 200 || status >= 400 || ex.served !== 'origin') return;
-  ctx.store.removeAll(primaryKey(ex.host, ex.target));
+  // Through the invalidator, so a fleet's other instances and shared store drop the URI too.
+  ctx.invalidator.purgeUrl(primaryKey(ex.host, ex.target), 'hard');
   for (const name of ['location', 'content-location']) {
     const v = ex.originHeaders?.[name];
     if (typeof v !== 'string') continue;
     try {
       const u = new URL(v, `http://${ex.host}${ex.target}`);
-      if (u.host.toLowerCase() === ex.host.toLowerCase()) ctx.store.removeAll(primaryKey(ex.host, u.pathname + u.search));
+      if (u.host.toLowerCase() === ex.host.toLowerCase()) ctx.invalidator.purgeUrl(primaryKey(ex.host, u.pathname + u.search), 'hard');
     } catch {
       // not a URI: nothing to invalidate
     }

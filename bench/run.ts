@@ -13,7 +13,7 @@
 //               p99 and CPU per request as ratios, Lacquer over each other server); --compare only skips the fill.
 //   --failover  instead of the columns: bench/failover.ts (3 backends under steady load, one SIGKILLed;
 //               errors and p99 around the kill; director cost in CPU µs/request, req/s and choose() ns).
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -35,6 +35,8 @@ const { values: args } = parseArgs({
     'no-fill': { type: 'boolean', default: false },
     'no-varnish': { type: 'boolean', default: false },
     'no-nginx': { type: 'boolean', default: false },
+    'no-minimal': { type: 'boolean', default: false },
+    'no-workers': { type: 'boolean', default: false },
     'nginx-upstream-keepalive': { type: 'boolean', default: false },
     compare: { type: 'boolean', default: false },
     failover: { type: 'boolean', default: false },
@@ -79,21 +81,27 @@ if (!(seconds > 0 && rounds > 0 && connections > 0 && threads > 0 && fillMiB > 0
   process.exit(2);
 }
 
-type Target = 'ceiling' | 'lacquer' | 'baseline' | 'varnish' | 'nginx' | 'direct';
+type Target = 'ceiling' | 'minimal' | 'lacquer' | 'workers' | 'baseline' | 'varnish' | 'nginx' | 'direct';
 type Workload = '1 KiB hit' | '100 KiB hit' | 'pass (no-store)';
 type Scenario = { id: string; workload: Workload; target: Target; path: string; bytes: number };
 
 const SCENARIOS: Scenario[] = [
   { id: 'ceiling', workload: '1 KiB hit', target: 'ceiling', path: '/1k', bytes: 1024 },
+  { id: 'minimal-1k', workload: '1 KiB hit', target: 'minimal', path: '/1k', bytes: 1024 },
   { id: 'lacquer-1k', workload: '1 KiB hit', target: 'lacquer', path: '/1k', bytes: 1024 },
+  { id: 'workers-1k', workload: '1 KiB hit', target: 'workers', path: '/1k', bytes: 1024 },
   { id: 'varnish-1k', workload: '1 KiB hit', target: 'varnish', path: '/1k', bytes: 1024 },
   { id: 'nginx-1k', workload: '1 KiB hit', target: 'nginx', path: '/1k', bytes: 1024 },
   { id: 'ceiling-100k', workload: '100 KiB hit', target: 'ceiling', path: '/100k', bytes: 102_400 },
+  { id: 'minimal-100k', workload: '100 KiB hit', target: 'minimal', path: '/100k', bytes: 102_400 },
   { id: 'lacquer-100k', workload: '100 KiB hit', target: 'lacquer', path: '/100k', bytes: 102_400 },
+  { id: 'workers-100k', workload: '100 KiB hit', target: 'workers', path: '/100k', bytes: 102_400 },
   { id: 'varnish-100k', workload: '100 KiB hit', target: 'varnish', path: '/100k', bytes: 102_400 },
   { id: 'nginx-100k', workload: '100 KiB hit', target: 'nginx', path: '/100k', bytes: 102_400 },
   { id: 'direct-pass', workload: 'pass (no-store)', target: 'direct', path: '/pass', bytes: 1024 },
+  { id: 'minimal-pass', workload: 'pass (no-store)', target: 'minimal', path: '/pass', bytes: 1024 },
   { id: 'lacquer-pass', workload: 'pass (no-store)', target: 'lacquer', path: '/pass', bytes: 1024 },
+  { id: 'workers-pass', workload: 'pass (no-store)', target: 'workers', path: '/pass', bytes: 1024 },
   { id: 'varnish-pass', workload: 'pass (no-store)', target: 'varnish', path: '/pass', bytes: 1024 },
   { id: 'nginx-pass', workload: 'pass (no-store)', target: 'nginx', path: '/pass', bytes: 1024 },
   // --baseline DIR: the same three Lacquer columns from another checkout (before/after in one run).
@@ -102,7 +110,7 @@ const SCENARIOS: Scenario[] = [
   { id: 'baseline-pass', workload: 'pass (no-store)', target: 'baseline', path: '/pass', bytes: 1024 },
 ];
 
-const TARGET_LABEL: Record<Target, string> = { ceiling: 'bare node:http (ceiling)', lacquer: 'Lacquer', baseline: 'Lacquer (baseline)', varnish: 'Varnish', nginx: 'nginx', direct: 'origin directly' };
+const TARGET_LABEL: Record<Target, string> = { ceiling: 'bare node:http (ceiling)', minimal: 'minimal Node proxy (../shared/reference)', lacquer: 'Lacquer (1 worker)', workers: 'Lacquer (workers: auto)', baseline: 'Lacquer (baseline)', varnish: 'Varnish', nginx: 'nginx', direct: 'origin directly' };
 
 /** cpuUs: CPU time the server process used per request (user + system) — much less noisy than req/s on a shared machine. */
 type Sample = LoadResult & { rssBytes: number; cpuUs: number };
@@ -112,8 +120,12 @@ type Sample = LoadResult & { rssBytes: number; cpuUs: number };
 
 const hasVarnish = !args['no-varnish'] && varnishVersion() !== undefined;
 const hasNginx = !args['no-nginx'] && nginxVersion() !== undefined;
+/** The minimal proxy is run from where it lives (../shared/reference/), never copied into the project. */
+const MINIMAL = resolve(ROOT, '../shared/reference/minimal-proxy.js');
+const hasMinimal = !args['no-minimal'] && existsSync(MINIMAL);
+const hasWorkers = !args['no-workers'];
 const baselineRoot = args.baseline ? resolve(args.baseline) : undefined;
-let scenarios = SCENARIOS.filter((s) => (s.target !== 'varnish' || hasVarnish) && (s.target !== 'nginx' || hasNginx) && (s.target !== 'baseline' || baselineRoot));
+let scenarios = SCENARIOS.filter((s) => (s.target !== 'varnish' || hasVarnish) && (s.target !== 'nginx' || hasNginx) && (s.target !== 'baseline' || baselineRoot) && (s.target !== 'minimal' || hasMinimal) && (s.target !== 'workers' || hasWorkers));
 const onlyIds = args.only ? new Set(args.only.split(',')) : undefined;
 if (onlyIds) {
   scenarios = scenarios.filter((s) => onlyIds.has(s.id));
@@ -150,7 +162,7 @@ function nodeChild(name: string, file: string, env: Record<string, string> = {})
   return start(name, process.execPath, [join(ROOT, file)], { cwd: ROOT, env: { ...process.env, ...env } });
 }
 
-async function startLacquer(name: string, originPort: number, memory: string, o: { profileDir?: string; root?: string; flags?: string[] } = {}): Promise<{ child: Child; port: number; accessLog: string }> {
+async function startLacquer(name: string, originPort: number, memory: string, o: { profileDir?: string; root?: string; flags?: string[]; workers?: string } = {}): Promise<{ child: Child; port: number; accessLog: string }> {
   const port = await freePort();
   const adminPort = await freePort();
   const accessLog = join(dir, `${name}-access.log`);
@@ -159,6 +171,7 @@ async function startLacquer(name: string, originPort: number, memory: string, o:
     config,
     [
       `listen: 127.0.0.1:${port}`,
+      `workers: ${o.workers ?? 1}`,
       'cache:',
       `  memory: ${memory}`,
       'backends:',
@@ -185,6 +198,16 @@ async function startLacquer(name: string, originPort: number, memory: string, o:
   return { child, port, accessLog };
 }
 
+/** ../shared/reference/minimal-proxy.js, started from the project root (it resolves undici from its cwd). */
+async function startMinimal(originPort: number): Promise<{ child: Child; port: number }> {
+  const port = await freePort();
+  const child = start('minimal', process.execPath, [MINIMAL], { cwd: ROOT, env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ORIGIN: `http://127.0.0.1:${originPort}` } });
+  child.proc.stdout?.resume();
+  child.proc.stderr?.resume();
+  await waitForPort(port, child);
+  return { child, port };
+}
+
 async function get(port: number, path: string): Promise<{ status: number; headers: Headers; bytes: number }> {
   const r = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(5000) });
   const b = await r.arrayBuffer();
@@ -199,8 +222,10 @@ async function verify(s: Scenario, port: number): Promise<void> {
   if (r.status !== 200) problems.push(`status ${r.status}`);
   if (r.bytes !== s.bytes) problems.push(`${r.bytes} body bytes, expected ${s.bytes}`);
   const hit =
-    s.target === 'lacquer' || s.target === 'baseline'
+    s.target === 'lacquer' || s.target === 'baseline' || s.target === 'workers'
       ? /; hit/.test(r.headers.get('cache-status') ?? '')
+      : s.target === 'minimal'
+        ? r.headers.get('x-cache') === 'HIT'
       : s.target === 'varnish'
         ? /^\d+ \d+$/.test(r.headers.get('x-varnish') ?? '')
         : s.target === 'nginx'
@@ -247,6 +272,8 @@ try {
   const profileDir = args.profile ? join(dir, 'profile') : undefined;
   const nodeFlags = args['node-flags']?.split(' ').filter(Boolean);
   const lacquer = await startLacquer('lacquer', originPort, '256MiB', { profileDir, flags: nodeFlags });
+  const workers = scenarios.some((s) => s.target === 'workers') ? await startLacquer('workers', originPort, '256MiB', { flags: nodeFlags, workers: 'auto' }) : undefined;
+  const minimal = scenarios.some((s) => s.target === 'minimal') ? await startMinimal(originPort) : undefined;
   const baseline = baselineRoot && scenarios.some((s) => s.target === 'baseline') ? await startLacquer('baseline', originPort, '256MiB', { root: baselineRoot }) : undefined;
   const varnish = scenarios.some((s) => s.target === 'varnish') ? await startVarnish(dir, originPort, '256m') : undefined;
   const nginx = scenarios.some((s) => s.target === 'nginx') ? await startNginx(dir, originPort, '256m', { upstreamKeepalive: args['nginx-upstream-keepalive'] }) : undefined;
@@ -255,6 +282,8 @@ try {
     ceiling: { port: barePort, child: bare },
     direct: { port: originPort, child: origin },
     lacquer: { port: lacquer.port, child: lacquer.child },
+    workers: workers ? { port: workers.port, child: workers.child } : undefined,
+    minimal,
     baseline: baseline ? { port: baseline.port, child: baseline.child } : undefined,
     varnish: varnish ? { port: varnish.port, child: varnish.child } : undefined,
     nginx: nginx ? { port: nginx.port, child: nginx.child } : undefined,
@@ -281,6 +310,8 @@ try {
     }
   }
   await stop(lacquer.child);
+  if (workers) await stop(workers.child);
+  if (minimal) await stop(minimal.child);
   if (baseline) await stop(baseline.child);
   if (varnish) await stop(varnish.child);
   if (nginx) await stop(nginx.child);

@@ -599,6 +599,14 @@ const Reload = z.strictObject({
 
 export const ConfigSchema = z.strictObject({
   listen: listenAddress('127.0.0.1:6081', 'Address of the client-facing HTTP listener.'),
+  workers: z
+    .union([z.literal('auto'), z.number().int().min(1).max(256)], { error: 'a whole number of worker processes from 1 to 256, or `auto` (one per core)' })
+    .default(1)
+    .meta({
+      description:
+        'Worker processes sharing the listen port (README "Workers"). `auto`: one per core (`os.availableParallelism()`). With more than one, a primary process holds the fetch locks (one origin request per object across workers), relays purges, bans, maintenance, overrides and reloads to every worker before the admin API answers, replaces a worker that dies, and serves the admin plane for the instance; `cache.memory` is split evenly between the workers. Default 1 (README "Workers" says what is still missing before `auto` can be the default). `lacquer serve --workers N` overrides.',
+      default: 1,
+    }),
   cache: Cache.prefault({}).meta({ description: 'The in-memory HTTP cache (RFC 9111 shared cache).' }),
   fleet: Fleet.optional().meta({
     description:

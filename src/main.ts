@@ -11,6 +11,7 @@ import { ConfigManager } from './ops/reload.ts';
 import { BackendPool } from './upstream/pool.ts';
 import { createCoordinator } from './coord/index.ts';
 import { attachCoordinator } from './coord/attach.ts';
+import type { Coordinator } from './coord/types.ts';
 
 export type Proxy = {
   /** The live context; replaced atomically by a reload. */
@@ -37,12 +38,14 @@ export type StartOptions = {
   configFile?: string;
   /** Epoch-ms clock for freshness and staleness (tests inject one to move time without sleeping). */
   clock?: () => number;
+  /** The coordinator, when the caller made it (a worker of `workers: N` talks to its primary: coord/ipc.ts). */
+  coord?: Coordinator;
 };
 
 export async function startProxy(config: Config, opts: StartOptions = {}): Promise<Proxy> {
   const log = new AccessLog({ destination: opts.logDestination ?? config.log.access, level: config.log.level, proxyName: config.proxy.name });
   // Fleet (coord/): the coordinator lives as long as the process; a reload carries it with the cache.
-  const coord = createCoordinator(config, log.logger);
+  const coord = opts.coord ?? createCoordinator(config, log.logger);
   let ctx = createContext(config, log, undefined, opts.clock, coord);
   const detachCoord = attachCoordinator(() => ctx, log.logger);
   log.healthOf = (name) => healthContext(ctx.pools, name);

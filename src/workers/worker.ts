@@ -1,0 +1,40 @@
+// A worker of `workers: N`: a full proxy whose coordinator is the primary (coord/ipc.ts). What an operator
+// changes on one worker through the admin API reaches the others before the API answers: invalidations
+// through the invalidator's hook (coord/attach.ts), maintenance and reloads here, as `control` messages.
+import type { Override } from '../pipeline/maintenance.ts';
+import type { Proxy } from '../main.ts';
+import type { IpcCoordinator } from '../coord/ipc.ts';
+import { WORKER_TAG, type ReadyMessage } from './primary.ts';
+
+type MaintenanceData = { target: string; override: Override | undefined };
+
+/** Relays maintenance overrides and reloads between workers; tells the primary this worker serves. */
+export function joinInstance(proxy: Proxy, coord: IpcCoordinator, index: number): void {
+  const m = proxy.ctx.maintenance; // carried over reloads: wrapped once
+  const setLocal = m.set.bind(m);
+  m.set = (target, override) => {
+    setLocal(target, override);
+    void coord.publish({ kind: 'control', name: 'maintenance', data: { target, override } satisfies MaintenanceData });
+  };
+  const manager = proxy.config;
+  const reloadLocal = manager.reload.bind(manager);
+  manager.reload = async () => {
+    const r = await reloadLocal();
+    // Every worker reads the same file: the others reload too, and the answer waits for them (settled()).
+    if (r.ok) await coord.publish({ kind: 'control', name: 'reload' });
+    return r;
+  };
+  coord.subscribe((msg) => {
+    if (msg.kind !== 'control') return;
+    if (msg.name === 'maintenance') {
+      const d = msg.data as MaintenanceData;
+      setLocal(d.target, d.override);
+    } else if (msg.name === 'reload') {
+      void reloadLocal().then((r) => {
+        if (!r.ok) proxy.ctx.log.logger.error({ type: 'reload', worker: index, ...r }, `worker ${index}: reload refused: ${r.reason}`);
+      });
+    }
+  });
+  const ready: ReadyMessage = { tag: WORKER_TAG, t: 'ready', index, address: proxy.listener.address, admin: proxy.plane.admin?.url };
+  process.send?.(ready);
+}

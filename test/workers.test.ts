@@ -31,7 +31,7 @@ afterEach(async () => {
 
 type Started = { port: number; admin: string; pids: number[] };
 
-async function serveWorkers(behaviours: Parameters<typeof startOrigin>[0]['behaviours']): Promise<Started> {
+async function serveWorkers(behaviours: NonNullable<Parameters<typeof startOrigin>[0]>['behaviours']): Promise<Started> {
   origin = await startOrigin({ behaviours });
   const cfg = join(dir, 'workers.yaml');
   writeFileSync(cfg, `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n  token: ${TOKEN}\nproxy:\n  drain_timeout: 2s\nlog:\n  access: stdout\nbackends:\n  - name: app1\n    url: ${origin.url}\n`);
@@ -71,6 +71,15 @@ describe('workers: 2', () => {
     for (let i = 0; i < 8; i++) after.push(await get(port, '/v'));
     expect(after.map((r) => r.body.toString())).toEqual(Array(8).fill('v2\n'));
     expect(origin!.count('/v')).toBe(2);
+    // /metrics (served by one worker) counts the requests of both.
+    // (Each request is counted when its response has closed: read again until the last one is in, bounded.)
+    let total = 0;
+    for (let i = 0; i < 50 && total < 16; i++) {
+      const text = await (await fetch(`${admin}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+      total = [...text.matchAll(/^lacquer_requests_total\{[^}]*\} (\d+)$/gm)].reduce((a, m) => a + Number(m[1]), 0);
+      if (total < 16) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(total).toBe(16);
   }, 40_000);
 
   it('replaces a worker that dies, and the other keeps serving meanwhile', async () => {

@@ -26,11 +26,17 @@ export type IpcRequest =
   | { t: 'lookup'; rid: number; primary: string }
   | { t: 'lock'; rid: number; key: string; ttlMs: number }
   | { t: 'wait'; rid: number; key: string; ms: number }
-  | { t: 'publish'; rid: number; message: CoordMessage };
+  | { t: 'publish'; rid: number; message: CoordMessage }
+  /** The other workers' collected data (metrics, for the admin worker's /metrics). */
+  | { t: 'gather'; rid: number };
 /** Worker → primary, no answer. */
-export type IpcNotice = { t: 'put'; object: SharedObject; ttlMs: number } | { t: 'release'; key: string; outcome: FetchOutcome } | { t: 'ack'; aid: number };
+export type IpcNotice =
+  | { t: 'put'; object: SharedObject; ttlMs: number }
+  | { t: 'release'; key: string; outcome: FetchOutcome }
+  | { t: 'ack'; aid: number }
+  | { t: 'collected'; cid: number; data: unknown };
 /** Primary → worker. */
-export type IpcDown = { t: 'reply'; rid: number; value: unknown } | { t: 'deliver'; aid: number; message: CoordMessage };
+export type IpcDown = { t: 'reply'; rid: number; value: unknown } | { t: 'deliver'; aid: number; message: CoordMessage } | { t: 'collect'; cid: number };
 
 /** Tag of every coordination message, so they never mix with other IPC traffic. */
 export const IPC_TAG = 'lacquer:coord';
@@ -39,6 +45,8 @@ export const IPC_TAG = 'lacquer:coord';
 const REQUEST_TIMEOUT_MS = 1000;
 /** Longest a publish waits for every worker to have applied it. */
 export const PUBLISH_TIMEOUT_MS = 2000;
+/** Longest the primary waits for the workers' answers to a gather. */
+export const GATHER_TIMEOUT_MS = 1500;
 
 export class IpcCoordinator implements Coordinator {
   readonly id: string;
@@ -69,6 +77,14 @@ export class IpcCoordinator implements Coordinator {
       this.#pending.delete(m.rid);
       clearTimeout(p.timer);
       p.resolve(m.value);
+      return;
+    }
+    if (m.t === 'collect') {
+      const c = this.collector;
+      void (c ? c() : Promise.resolve(undefined)).then(
+        (data) => this.#send({ t: 'collected', cid: m.cid, data }),
+        () => this.#send({ t: 'collected', cid: m.cid, data: undefined }),
+      );
       return;
     }
     for (const h of this.#handlers) {
@@ -154,6 +170,14 @@ export class IpcCoordinator implements Coordinator {
     this.#unsettled.add(p);
     void p.finally(() => this.#unsettled.delete(p));
     return p;
+  }
+
+  /** What this worker answers when another one gathers (its metrics registry as JSON). */
+  collector: (() => Promise<unknown>) | undefined;
+
+  /** The other workers' collected data (each worker's `collector`), within GATHER_TIMEOUT_MS. */
+  gather(): Promise<unknown[]> {
+    return this.#request<unknown[]>((rid) => ({ t: 'gather', rid }), [], GATHER_TIMEOUT_MS + 500);
   }
 
   /** Resolves once every message published so far has been applied by every worker (or timed out). */

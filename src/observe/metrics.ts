@@ -3,7 +3,7 @@
 // cache facts); gauges are read at scrape time from pool snapshots and store stats. Labels are closed sets
 // (cache status, status class, pool, backend, RFC 9209 class, reason): never a URL, so cardinality is bounded.
 // Each proxy owns its own Registry, so two proxies in one process (tests) never mix their numbers.
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { StoreStats } from '../cache/store.ts';
 import type { Exchange } from '../server/exchange.ts';
 import type { PoolSnapshot } from '../upstream/state.ts';
@@ -26,6 +26,8 @@ const TTFB_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 
 export class Metrics {
   readonly registry = new Registry();
+  /** Set on the admin worker of `workers: N`: the other workers' metrics (their registries as JSON). */
+  otherWorkers: (() => Promise<unknown[]>) | undefined;
   readonly #src: MetricSources;
   #evictionsSeen = 0;
   readonly #ejectionsSeen = new Map<string, number>();
@@ -102,12 +104,14 @@ export class Metrics {
       help: '1 when the backend takes traffic (state healthy or half-open), 0 when sick, ejected or draining.',
       labelNames: ['pool', 'backend'],
       registers,
+      aggregator: 'max', // workers (each judges health itself): taken by any worker counts
     });
     this.backendState = new Gauge({
       name: 'lacquer_backend_state',
       help: 'Current state of each backend: 1 for the state it is in (healthy, sick, ejected, draining, half-open), 0 otherwise.',
       labelNames: ['pool', 'backend', 'state'],
       registers,
+      aggregator: 'max',
     });
     this.backendInflight = new Gauge({ name: 'lacquer_backend_inflight', help: 'Fetches in flight to the backend now.', labelNames: ['pool', 'backend'], registers });
     this.backendQueue = new Gauge({
@@ -122,12 +126,13 @@ export class Metrics {
       labelNames: ['pool', 'backend'],
       registers,
     });
-    this.poolHealthy = new Gauge({ name: 'lacquer_pool_healthy_backends', help: 'Backends of the pool that take traffic.', labelNames: ['pool'], registers });
+    this.poolHealthy = new Gauge({ name: 'lacquer_pool_healthy_backends', help: 'Backends of the pool that take traffic.', labelNames: ['pool'], registers, aggregator: 'max' });
     this.poolPanic = new Gauge({
       name: 'lacquer_pool_panic',
       help: '1 while the pool is in panic mode (too few healthy backends: choosing among all of them).',
       labelNames: ['pool'],
       registers,
+      aggregator: 'max',
     });
     this.retries = new Counter({
       name: 'lacquer_retries_total',
@@ -153,7 +158,7 @@ export class Metrics {
     this.cacheObjects = new Gauge({ name: 'lacquer_cache_objects', help: 'Objects stored in the cache.', registers });
     this.cacheEvictions = new Counter({ name: 'lacquer_cache_evictions_total', help: 'Objects evicted to make room (LRU), not counting expiry.', registers });
     this.inflight = new Gauge({ name: 'lacquer_inflight_requests', help: 'Client requests being handled now.', registers });
-    this.alertFiring = new Gauge({ name: 'lacquer_alert_firing', help: '1 while the alert rule is firing.', labelNames: ['rule'], registers });
+    this.alertFiring = new Gauge({ name: 'lacquer_alert_firing', help: '1 while the alert rule is firing.', labelNames: ['rule'], registers, aggregator: 'max' });
     this.alertNotifications = new Counter({
       name: 'lacquer_alert_notifications_total',
       help: 'Webhook deliveries of alert notifications, by result: delivered, retried (one failed attempt), failed (gave up).',
@@ -203,7 +208,12 @@ export class Metrics {
   /** Refreshes the scrape-time gauges from one pool snapshot, then renders the Prometheus text format. */
   async scrape(): Promise<string> {
     this.#refresh();
-    return this.registry.metrics();
+    if (!this.otherWorkers) return this.registry.metrics();
+    // workers (issue 12): the instance as a whole — counters and histograms summed over the workers,
+    // per-worker states (health, panic, alerts) by their maximum.
+    const mine = await this.registry.getMetricsAsJSON();
+    const rest = await this.otherWorkers();
+    return AggregatorRegistry.aggregate([mine, ...rest] as Parameters<typeof AggregatorRegistry.aggregate>[0]).metrics();
   }
 
   get contentType(): string {

@@ -12,7 +12,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { banTest } from '../cache/invalidate.ts';
 import type { Config } from '../config/schema.ts';
-import { IPC_TAG, PUBLISH_TIMEOUT_MS, type IpcDown, type IpcNotice, type IpcRequest } from '../coord/ipc.ts';
+import { GATHER_TIMEOUT_MS, IPC_TAG, PUBLISH_TIMEOUT_MS, type IpcDown, type IpcNotice, type IpcRequest } from '../coord/ipc.ts';
 import type { CoordMessage, Invalidation, SharedObject, UnlockWait } from '../coord/types.ts';
 
 /** Tag of the workers' own messages to the primary (ready), apart from coordination. */
@@ -44,6 +44,7 @@ export class PrimaryHub {
   #aid = 0;
   /** Publishes waiting for acks: aid → workers still to answer, and the answer to send when none is left. */
   readonly #acks = new Map<number, { left: Set<number>; done: () => void }>();
+  readonly #gathers = new Map<number, { left: Set<number>; data: unknown[]; done: () => void }>();
   readonly #send: (worker: number, m: IpcDown) => void;
   readonly #workers: () => number[];
 
@@ -84,6 +85,16 @@ export class PrimaryHub {
       }
       case 'publish':
         return this.#publish(from, m.rid, m.message);
+      case 'gather':
+        return this.#gather(from, m.rid);
+      case 'collected': {
+        const g = this.#gathers.get(m.cid);
+        if (!g) return;
+        g.left.delete(from);
+        if (m.data !== undefined) g.data.push(m.data);
+        if (g.left.size === 0) g.done();
+        return;
+      }
       case 'ack': {
         const a = this.#acks.get(m.aid);
         if (!a) return;
@@ -100,10 +111,29 @@ export class PrimaryHub {
       if (held.owner === id) this.#unlock(key, 'expired');
       else held.waiters = held.waiters.filter((w) => w.worker !== id);
     }
-    for (const a of this.#acks.values()) {
+    for (const a of [...this.#acks.values(), ...this.#gathers.values()]) {
       a.left.delete(id);
       if (a.left.size === 0) a.done();
     }
+  }
+
+  #gather(from: number, rid: number): void {
+    const targets = this.#workers().filter((w) => w !== from);
+    const cid = ++this.#aid;
+    const data: unknown[] = [];
+    let answered = false;
+    const done = () => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(timer);
+      this.#gathers.delete(cid);
+      this.#reply(from, rid, data);
+    };
+    const timer = setTimeout(done, GATHER_TIMEOUT_MS);
+    timer.unref();
+    if (targets.length === 0) return done();
+    this.#gathers.set(cid, { left: new Set(targets), data, done });
+    for (const w of targets) this.#send(w, { t: 'collect', cid });
   }
 
   #reply(worker: number, rid: number, value: unknown): void {

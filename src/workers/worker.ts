@@ -35,6 +35,10 @@ export function joinInstance(proxy: Proxy, coord: IpcCoordinator, index: number)
       });
     }
   });
+  // /metrics on the admin worker shows the instance: the others answer with their registries.
+  const metrics = proxy.plane.observer.metrics;
+  coord.collector = () => metrics.registry.getMetricsAsJSON();
+  if (proxy.plane.admin) metrics.otherWorkers = () => coord.gather();
   const ready: ReadyMessage = { tag: WORKER_TAG, t: 'ready', index, address: proxy.listener.address, admin: proxy.plane.admin?.url };
   process.send?.(ready);
 }

@@ -56,7 +56,7 @@ describe('workers: 2', () => {
     expect(origin!.count('/slow')).toBe(1);
   }, 40_000);
 
-  it('a purge through the admin API reaches every worker before it answers', async () => {
+  it('a purge (and maintenance) through the admin API reaches every worker before it answers; /metrics counts all workers', async () => {
     const { port, admin } = await serveWorkers({ '/v': { kind: 'normal', cacheControl: 'max-age=600', body: 'v1\n' } });
     // Both workers hold v1 (connections alternate between them): every answer after the first is a hit.
     const before = [];
@@ -80,6 +80,12 @@ describe('workers: 2', () => {
       if (total < 16) await new Promise((r) => setTimeout(r, 100));
     }
     expect(total).toBe(16);
+    // Maintenance switched on through the admin API holds on every worker once the API answered.
+    const m = await fetch(`${admin}/api/maintenance`, { method: 'PUT', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ mode: 'page' }) });
+    expect(m.status).toBe(200);
+    const paged = [];
+    for (let i = 0; i < 6; i++) paged.push(await get(port, '/v'));
+    expect(paged.map((r) => r.status)).toEqual(Array(6).fill(503));
   }, 40_000);
 
   it('replaces a worker that dies, and the other keeps serving meanwhile', async () => {

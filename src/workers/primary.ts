@@ -42,9 +42,8 @@ export class PrimaryHub {
   #bytes = 0;
   readonly #maxBytes: number;
   #aid = 0;
-  /** Publishes waiting for acks: aid → workers still to answer, and the answer to send when none is left. */
-  readonly #acks = new Map<number, { left: Set<number>; done: () => void }>();
-  readonly #gathers = new Map<number, { left: Set<number>; data: unknown[]; done: () => void }>();
+  /** Publishes waiting for acks and gathers waiting for data: id → workers still to answer, what they sent, the answer to send when none is left. */
+  readonly #fanouts = new Map<number, { left: Set<number>; data: unknown[]; done: () => void }>();
   readonly #send: (worker: number, m: IpcDown) => void;
   readonly #workers: () => number[];
 
@@ -86,22 +85,11 @@ export class PrimaryHub {
       case 'publish':
         return this.#publish(from, m.rid, m.message);
       case 'gather':
-        return this.#gather(from, m.rid);
-      case 'collected': {
-        const g = this.#gathers.get(m.cid);
-        if (!g) return;
-        g.left.delete(from);
-        if (m.data !== undefined) g.data.push(m.data);
-        if (g.left.size === 0) g.done();
-        return;
-      }
-      case 'ack': {
-        const a = this.#acks.get(m.aid);
-        if (!a) return;
-        a.left.delete(from);
-        if (a.left.size === 0) a.done();
-        return;
-      }
+        return this.#fanout(from, m.rid, GATHER_TIMEOUT_MS, (cid) => ({ t: 'collect', cid }));
+      case 'collected':
+        return this.#answered(from, m.cid, m.data);
+      case 'ack':
+        return this.#answered(from, m.aid, undefined);
     }
   }
 
@@ -111,29 +99,37 @@ export class PrimaryHub {
       if (held.owner === id) this.#unlock(key, 'expired');
       else held.waiters = held.waiters.filter((w) => w.worker !== id);
     }
-    for (const a of [...this.#acks.values(), ...this.#gathers.values()]) {
-      a.left.delete(id);
-      if (a.left.size === 0) a.done();
-    }
+    for (const [fid] of this.#fanouts) this.#answered(id, fid, undefined);
   }
 
-  #gather(from: number, rid: number): void {
+  #answered(from: number, id: number, data: unknown): void {
+    const f = this.#fanouts.get(id);
+    if (!f || !f.left.delete(from)) return;
+    if (data !== undefined) f.data.push(data);
+    if (f.left.size === 0) f.done();
+  }
+
+  /**
+   * Sends `build(id)` to every other worker and answers the requester with what they sent back (acks carry
+   * nothing) once all have answered or died, or `timeoutMs` passed.
+   */
+  #fanout(from: number, rid: number, timeoutMs: number, build: (id: number) => IpcDown): void {
     const targets = this.#workers().filter((w) => w !== from);
-    const cid = ++this.#aid;
+    const id = ++this.#aid;
     const data: unknown[] = [];
     let answered = false;
     const done = () => {
       if (answered) return;
       answered = true;
       clearTimeout(timer);
-      this.#gathers.delete(cid);
+      this.#fanouts.delete(id);
       this.#reply(from, rid, data);
     };
-    const timer = setTimeout(done, GATHER_TIMEOUT_MS);
+    const timer = setTimeout(done, timeoutMs);
     timer.unref();
     if (targets.length === 0) return done();
-    this.#gathers.set(cid, { left: new Set(targets), data, done });
-    for (const w of targets) this.#send(w, { t: 'collect', cid });
+    this.#fanouts.set(id, { left: new Set(targets), data, done });
+    for (const w of targets) this.#send(w, build(id));
   }
 
   #reply(worker: number, rid: number, value: unknown): void {
@@ -210,21 +206,7 @@ export class PrimaryHub {
 
   #publish(from: number, rid: number, message: CoordMessage): void {
     if (message.kind === 'invalidate') this.invalidate(message.inv);
-    const targets = this.#workers().filter((w) => w !== from);
-    if (targets.length === 0) return this.#reply(from, rid, true);
-    const aid = ++this.#aid;
-    let answered = false;
-    const done = () => {
-      if (answered) return;
-      answered = true;
-      clearTimeout(timer);
-      this.#acks.delete(aid);
-      this.#reply(from, rid, true);
-    };
-    const timer = setTimeout(done, PUBLISH_TIMEOUT_MS);
-    timer.unref();
-    this.#acks.set(aid, { left: new Set(targets), done });
-    for (const w of targets) this.#send(w, { t: 'deliver', aid, message });
+    this.#fanout(from, rid, PUBLISH_TIMEOUT_MS, (aid) => ({ t: 'deliver', aid, message }));
   }
 }
 

@@ -4,9 +4,11 @@
 import type { Override } from '../pipeline/maintenance.ts';
 import type { Proxy } from '../main.ts';
 import type { IpcCoordinator } from '../coord/ipc.ts';
+import type { BackendPool } from '../upstream/pool.ts';
 import { WORKER_TAG, type ReadyMessage } from './primary.ts';
 
 type MaintenanceData = { target: string; override: Override | undefined };
+type OverrideData = { pool: string; backend: string; value: Parameters<BackendPool['setOverride']>[1] };
 
 /** Relays maintenance overrides and reloads between workers; tells the primary this worker serves. */
 export function joinInstance(proxy: Proxy, coord: IpcCoordinator, index: number): void {
@@ -16,12 +18,37 @@ export function joinInstance(proxy: Proxy, coord: IpcCoordinator, index: number)
     setLocal(target, override);
     void coord.publish({ kind: 'control', name: 'maintenance', data: { target, override } satisfies MaintenanceData });
   };
+  // Health overrides live on the pools, which a reload replaces: wrapped again after each switch.
+  const wrapped = new WeakSet<BackendPool>();
+  const overrideLocal = new WeakMap<BackendPool, BackendPool['setOverride']>();
+  const wrapPools = () => {
+    for (const pool of proxy.ctx.pools.values()) {
+      if (wrapped.has(pool)) continue;
+      wrapped.add(pool);
+      const local = pool.setOverride.bind(pool);
+      overrideLocal.set(pool, local);
+      pool.setOverride = (backend, value) => {
+        const snap = local(backend, value);
+        if (snap) void coord.publish({ kind: 'control', name: 'override', data: { pool: pool.name, backend, value } satisfies OverrideData });
+        return snap;
+      };
+    }
+  };
+  wrapPools();
   const manager = proxy.config;
   const reloadLocal = manager.reload.bind(manager);
+  const rollbackLocal = manager.rollback.bind(manager);
+  // Every worker reads the same file: the others reload (or roll back) too, and the answer waits for them (settled()).
   manager.reload = async () => {
     const r = await reloadLocal();
-    // Every worker reads the same file: the others reload too, and the answer waits for them (settled()).
+    wrapPools();
     if (r.ok) await coord.publish({ kind: 'control', name: 'reload' });
+    return r;
+  };
+  manager.rollback = async () => {
+    const r = await rollbackLocal();
+    wrapPools();
+    if (r.ok) await coord.publish({ kind: 'control', name: 'rollback' });
     return r;
   };
   coord.subscribe((msg) => {
@@ -29,9 +56,14 @@ export function joinInstance(proxy: Proxy, coord: IpcCoordinator, index: number)
     if (msg.name === 'maintenance') {
       const d = msg.data as MaintenanceData;
       setLocal(d.target, d.override);
-    } else if (msg.name === 'reload') {
-      void reloadLocal().then((r) => {
-        if (!r.ok) proxy.ctx.log.logger.error({ type: 'reload', worker: index, ...r }, `worker ${index}: reload refused: ${r.reason}`);
+    } else if (msg.name === 'override') {
+      const d = msg.data as OverrideData;
+      const pool = proxy.ctx.pools.get(d.pool);
+      if (pool) (overrideLocal.get(pool) ?? pool.setOverride.bind(pool))(d.backend, d.value);
+    } else if (msg.name === 'reload' || msg.name === 'rollback') {
+      void (msg.name === 'reload' ? reloadLocal() : rollbackLocal()).then((r) => {
+        wrapPools();
+        if (!r.ok) proxy.ctx.log.logger.error({ type: 'reload', worker: index, ...r }, `worker ${index}: ${msg.name} refused: ${r.reason}`);
       });
     }
   });

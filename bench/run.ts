@@ -3,7 +3,7 @@
 // load generator in its own process. Measurements are interleaved over several rounds so background noise
 // hits every column alike; each figure is the median of its rounds. Everything it starts, it stops (bounded).
 //
-//   node bench/run.ts [--duration 8] [--rounds 3] [--quick] [--only id,id] [--no-fill] [--no-varnish] [--no-nginx]
+//   node bench/run.ts [--duration 8] [--rounds 3] [--quick] [--only id,id] [--no-fill] [--no-varnish] [--no-nginx] [--no-minimal] [--no-workers]
 //                     [--connections 64] [--threads 2] [--generator wrk|autocannon] [--profile] [--json FILE]
 //                     [--baseline DIR]   (DIR: another checkout of Lacquer, run as an extra column for before/after)
 //                     [--node-flags=--max-semi-space-size=32]   (extra node flags for Lacquer, not the baseline)
@@ -423,7 +423,18 @@ const addRatio = (name: string, a: string, b: string, min: number | undefined) =
   const margin = min === undefined ? undefined : `${r.value >= min ? 'by' : 'short by'} ${Math.abs(Math.round((r.value / min - 1) * 100))} %`;
   targets.push({ name, value: `${r.value.toFixed(2)}×${spread}${cpu}`, target: min === undefined ? '—' : `≥ ${min.toFixed(1)}×`, met: min === undefined ? undefined : r.value >= min, margin });
 };
-addRatio('1 KiB hit / bare Node ceiling', 'lacquer-1k', 'ceiling', 0.8);
+// Issue 12's targets: one worker against the minimal proxy and the ceiling; `workers: auto` against Varnish.
+addRatio('1 KiB hit / minimal Node proxy', 'lacquer-1k', 'minimal-1k', 0.9);
+addRatio('100 KiB hit / minimal Node proxy', 'lacquer-100k', 'minimal-100k', 0.95);
+addRatio('pass / minimal Node proxy', 'lacquer-pass', 'minimal-pass', 1);
+addRatio('1 KiB hit / bare Node ceiling', 'lacquer-1k', 'ceiling', 0.85);
+addRatio('workers: auto, 1 KiB hit / 1 worker', 'workers-1k', 'lacquer-1k', undefined);
+addRatio('workers: auto, 100 KiB hit / 1 worker', 'workers-100k', 'lacquer-100k', undefined);
+addRatio('workers: auto, pass / 1 worker', 'workers-pass', 'lacquer-pass', undefined);
+addRatio('workers: auto, 1 KiB hit / Varnish hit', 'workers-1k', 'varnish-1k', 1);
+addRatio('workers: auto, 100 KiB hit / Varnish hit', 'workers-100k', 'varnish-100k', 1);
+addRatio('workers: auto, pass / Varnish pass', 'workers-pass', 'varnish-pass', 1.1);
+addRatio('minimal proxy 1 KiB hit / ceiling', 'minimal-1k', 'ceiling', undefined);
 addRatio('1 KiB hit / Varnish hit', 'lacquer-1k', 'varnish-1k', 1);
 addRatio('100 KiB hit / Varnish hit', 'lacquer-100k', 'varnish-100k', 1);
 addRatio('pass / origin directly', 'lacquer-pass', 'direct-pass', undefined);
@@ -467,10 +478,10 @@ if (fill) {
 
 // The comparison of issue 6: per workload, every server side by side and Lacquer's ratio to each
 // (req/s: higher is better for Lacquer; p99 and CPU per request: lower is better for Lacquer).
-const COMPARE: { workload: Workload; ceiling: string; lacquer: string; varnish: string; nginx: string }[] = [
-  { workload: '1 KiB hit', ceiling: 'ceiling', lacquer: 'lacquer-1k', varnish: 'varnish-1k', nginx: 'nginx-1k' },
-  { workload: '100 KiB hit', ceiling: 'ceiling-100k', lacquer: 'lacquer-100k', varnish: 'varnish-100k', nginx: 'nginx-100k' },
-  { workload: 'pass (no-store)', ceiling: 'direct-pass', lacquer: 'lacquer-pass', varnish: 'varnish-pass', nginx: 'nginx-pass' },
+const COMPARE: { workload: Workload; ceiling: string; minimal: string; lacquer: string; workers: string; varnish: string; nginx: string }[] = [
+  { workload: '1 KiB hit', ceiling: 'ceiling', minimal: 'minimal-1k', lacquer: 'lacquer-1k', workers: 'workers-1k', varnish: 'varnish-1k', nginx: 'nginx-1k' },
+  { workload: '100 KiB hit', ceiling: 'ceiling-100k', minimal: 'minimal-100k', lacquer: 'lacquer-100k', workers: 'workers-100k', varnish: 'varnish-100k', nginx: 'nginx-100k' },
+  { workload: 'pass (no-store)', ceiling: 'direct-pass', minimal: 'minimal-pass', lacquer: 'lacquer-pass', workers: 'workers-pass', varnish: 'varnish-pass', nginx: 'nginx-pass' },
 ];
 const cell = (id: string) => {
   const m = med.get(id);
@@ -485,11 +496,11 @@ if (COMPARE.some((c) => med.has(c.lacquer))) {
   out.push('');
   out.push('Comparison (medians; each cell: req/s · p99 · server CPU per request; ratios are Lacquer over the other server, in the same order — req/s above 1× and p99 or CPU below 1× favour Lacquer). The ceiling is a bare node:http server for hits and the origin itself for pass.');
   out.push('');
-  out.push('| workload | ceiling | Lacquer | Varnish | nginx | Lacquer / ceiling | Lacquer / Varnish | Lacquer / nginx |');
-  out.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+  out.push('| workload | ceiling | minimal proxy | Lacquer (1 worker) | Lacquer (workers: auto) | Varnish | nginx | Lacquer / ceiling | Lacquer / minimal | workers / Varnish | workers / nginx |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const c of COMPARE) {
     if (!med.has(c.lacquer)) continue;
-    out.push(`| ${c.workload} | ${cell(c.ceiling)} | ${cell(c.lacquer)} | ${cell(c.varnish)} | ${cell(c.nginx)} | ${vs(c.lacquer, c.ceiling)} | ${vs(c.lacquer, c.varnish)} | ${vs(c.lacquer, c.nginx)} |`);
+    out.push(`| ${c.workload} | ${cell(c.ceiling)} | ${cell(c.minimal)} | ${cell(c.lacquer)} | ${cell(c.workers)} | ${cell(c.varnish)} | ${cell(c.nginx)} | ${vs(c.lacquer, c.ceiling)} | ${vs(c.lacquer, c.minimal)} | ${vs(c.workers, c.varnish)} | ${vs(c.workers, c.nginx)} |`);
   }
 }
 if (!hasVarnish && !args['no-varnish']) out.push('', VARNISH_HINT);

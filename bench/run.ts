@@ -13,15 +13,16 @@
 //               p99 and CPU per request as ratios, Lacquer over each other server); --compare only skips the fill.
 //   --failover  instead of the columns: bench/failover.ts (3 backends under steady load, one SIGKILLed;
 //               errors and p99 around the kill; director cost in CPU µs/request, req/s and choose() ns).
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pickGenerator, type LoadResult } from './load.ts';
-import { cpuMs, firstJsonLine, freePort, killAllNow, rssBytes, start, stop, stopAll, waitForPort, type Child } from './procs.ts';
+import { cpuMs, firstJsonLine, freePort, group, killAllNow, rssBytes, start, stop, stopAll, waitForPort, type Child } from './procs.ts';
 import { summarise } from './top-self.ts';
-import { startVarnish, VARNISH_HINT, varnishVersion } from './varnish.ts';
-import { NGINX_HINT, nginxVersion, startNginx } from './nginx.ts';
+import { LAUNCHERS } from '../src/lab/proxies/index.ts';
+import type { Availability, RunningProxy } from '../src/lab/proxies/types.ts';
+import { DEFAULT_TUNING } from '../src/lab/scenario.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const MiB = 1024 * 1024;
@@ -62,7 +63,9 @@ if (args.failover) {
   // The failover scenario is its own script (Lacquer with a pool of three origins); run it as a child,
   // bounded, and pass its report through.
   const quick = args.quick ? ['--seconds', '20', '--kill-at', '10', '--director-seconds', '3', '--rounds', '1'] : [];
-  const child = start('failover', process.execPath, [join(ROOT, 'bench/failover.ts'), ...quick], { cwd: ROOT, stdio: ['pipe', 'inherit', 'inherit'] });
+  const child = start('failover', process.execPath, [join(ROOT, 'bench/failover.ts'), ...quick], { cwd: ROOT });
+  child.proc.stdout?.pipe(process.stdout);
+  child.proc.stderr?.pipe(process.stderr);
   const limit = setTimeout(() => void stop(child, 2000), 15 * 60_000);
   process.once('exit', killAllNow);
   const code = await child.exited;
@@ -118,8 +121,14 @@ type Sample = LoadResult & { rssBytes: number; cpuUs: number };
 // ---------------------------------------------------------------------------------------------
 // Bounded: a hard deadline from the plan; on any exit, our own children are killed.
 
-const hasVarnish = !args['no-varnish'] && varnishVersion() !== undefined;
-const hasNginx = !args['no-nginx'] && nginxVersion() !== undefined;
+// Varnish and nginx run through the lab's launchers (src/lab/proxies), `bench` variant: one harness for both.
+const varnishAvail: Availability = LAUNCHERS.varnish.available();
+const nginxAvail: Availability = LAUNCHERS.nginx.available();
+const hint = (name: string, a: Availability) => (a.ok ? '' : `${name} is not installed (${a.why}), so its column is skipped. To add it: ${a.install}`);
+const VARNISH_HINT = hint('Varnish', varnishAvail);
+const NGINX_HINT = hint('nginx', nginxAvail);
+const hasVarnish = !args['no-varnish'] && varnishAvail.ok;
+const hasNginx = !args['no-nginx'] && nginxAvail.ok;
 /** The minimal proxy is run from where it lives (../shared/reference/), never copied into the project. */
 const MINIMAL = resolve(ROOT, '../shared/reference/minimal-proxy.js');
 const hasMinimal = !args['no-minimal'] && existsSync(MINIMAL);
@@ -198,6 +207,17 @@ async function startLacquer(name: string, originPort: number, memory: string, o:
   return { child, port, accessLog };
 }
 
+/** Varnish or nginx through its lab launcher, `bench` variant, in a world-readable directory (their workers drop privileges). */
+async function startProxyOf(kind: 'varnish' | 'nginx', originPort: number): Promise<RunningProxy & { port: number }> {
+  const port = await freePort();
+  const where = join(dir, kind);
+  chmodSync(dir, 0o755);
+  mkdirSync(where, { recursive: true, mode: 0o755 });
+  chmodSync(where, 0o755);
+  const input = { dir: where, port, backends: [{ name: 'origin', host: '127.0.0.1', port: originPort }], tuning: DEFAULT_TUNING, healthPath: '/1k', cacheMemory: '256m', upstreamKeepalive: args['nginx-upstream-keepalive'] };
+  return { ...(await LAUNCHERS[kind].start(input, 'bench', group)), port };
+}
+
 /** ../shared/reference/minimal-proxy.js, started from the project root (it resolves undici from its cwd). */
 async function startMinimal(originPort: number): Promise<{ child: Child; port: number }> {
   const port = await freePort();
@@ -249,8 +269,8 @@ const machine = {
   cpu: /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? 'unknown',
   node: process.version,
   generator: `${generator.kind} ${generator.version}`,
-  varnish: hasVarnish ? varnishVersion() : undefined,
-  nginx: hasNginx ? nginxVersion() : undefined,
+  varnish: hasVarnish && varnishAvail.ok ? varnishAvail.version : undefined,
+  nginx: hasNginx && nginxAvail.ok ? nginxAvail.version : undefined,
   loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
 };
 
@@ -275,18 +295,18 @@ try {
   const workers = scenarios.some((s) => s.target === 'workers') ? await startLacquer('workers', originPort, '256MiB', { flags: nodeFlags, workers: 'auto' }) : undefined;
   const minimal = scenarios.some((s) => s.target === 'minimal') ? await startMinimal(originPort) : undefined;
   const baseline = baselineRoot && scenarios.some((s) => s.target === 'baseline') ? await startLacquer('baseline', originPort, '256MiB', { root: baselineRoot }) : undefined;
-  const varnish = scenarios.some((s) => s.target === 'varnish') ? await startVarnish(dir, originPort, '256m') : undefined;
-  const nginx = scenarios.some((s) => s.target === 'nginx') ? await startNginx(dir, originPort, '256m', { upstreamKeepalive: args['nginx-upstream-keepalive'] }) : undefined;
+  const varnish = scenarios.some((s) => s.target === 'varnish') ? await startProxyOf('varnish', originPort) : undefined;
+  const nginx = scenarios.some((s) => s.target === 'nginx') ? await startProxyOf('nginx', originPort) : undefined;
 
-  const where: Record<Target, { port: number; child: Child } | undefined> = {
+  const where: Record<Target, { port: number; child: { pid: number } } | undefined> = {
     ceiling: { port: barePort, child: bare },
     direct: { port: originPort, child: origin },
     lacquer: { port: lacquer.port, child: lacquer.child },
     workers: workers ? { port: workers.port, child: workers.child } : undefined,
     minimal,
     baseline: baseline ? { port: baseline.port, child: baseline.child } : undefined,
-    varnish: varnish ? { port: varnish.port, child: varnish.child } : undefined,
-    nginx: nginx ? { port: nginx.port, child: nginx.child } : undefined,
+    varnish: varnish ? { port: varnish.port, child: varnish } : undefined,
+    nginx: nginx ? { port: nginx.port, child: nginx } : undefined,
   };
   const run = async (s: Scenario, secs: number): Promise<Sample> => {
     const w = where[s.target]!;
@@ -313,8 +333,8 @@ try {
   if (workers) await stop(workers.child);
   if (minimal) await stop(minimal.child);
   if (baseline) await stop(baseline.child);
-  if (varnish) await stop(varnish.child);
-  if (nginx) await stop(nginx.child);
+  if (varnish) await varnish.stop();
+  if (nginx) await nginx.stop();
   await stop(bare);
 
   if (profileDir) {
@@ -421,7 +441,7 @@ const addRatio = (name: string, a: string, b: string, min: number | undefined) =
   const c = cpuRatio(a, b);
   const cpu = c === undefined || !Number.isFinite(c) ? '' : `; CPU/req ${c.toFixed(2)}×`;
   const margin = min === undefined ? undefined : `${r.value >= min ? 'by' : 'short by'} ${Math.abs(Math.round((r.value / min - 1) * 100))} %`;
-  targets.push({ name, value: `${r.value.toFixed(2)}×${spread}${cpu}`, target: min === undefined ? '—' : `≥ ${min.toFixed(1)}×`, met: min === undefined ? undefined : r.value >= min, margin });
+  targets.push({ name, value: `${r.value.toFixed(2)}×${spread}${cpu}`, target: min === undefined ? '—' : `≥ ${min}×`, met: min === undefined ? undefined : r.value >= min, margin });
 };
 // Issue 12's targets: one worker against the minimal proxy and the ceiling; `workers: auto` against Varnish.
 addRatio('1 KiB hit / minimal Node proxy', 'lacquer-1k', 'minimal-1k', 0.9);

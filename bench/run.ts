@@ -3,7 +3,7 @@
 // load generator in its own process. Measurements are interleaved over several rounds so background noise
 // hits every column alike; each figure is the median of its rounds. Everything it starts, it stops (bounded).
 //
-//   node bench/run.ts [--duration 8] [--rounds 3] [--quick] [--only id,id] [--no-fill] [--no-varnish] [--no-nginx] [--no-minimal] [--no-workers]
+//   node bench/run.ts [--duration 8] [--rounds 3] [--quick] [--only id,id] [--no-fill] [--no-varnish] [--no-nginx] [--no-minimal] [--no-workers] [--workers-balance reuseport|cluster]
 //                     [--connections 64] [--threads 2] [--generator wrk|autocannon] [--profile] [--json FILE]
 //                     [--baseline DIR]   (DIR: another checkout of Lacquer, run as an extra column for before/after)
 //                     [--node-flags=--max-semi-space-size=32]   (extra node flags for Lacquer, not the baseline)
@@ -38,6 +38,7 @@ const { values: args } = parseArgs({
     'no-nginx': { type: 'boolean', default: false },
     'no-minimal': { type: 'boolean', default: false },
     'no-workers': { type: 'boolean', default: false },
+    'workers-balance': { type: 'string', default: 'reuseport' },
     'nginx-upstream-keepalive': { type: 'boolean', default: false },
     compare: { type: 'boolean', default: false },
     failover: { type: 'boolean', default: false },
@@ -181,6 +182,7 @@ async function startLacquer(name: string, originPort: number, memory: string, o:
     [
       `listen: 127.0.0.1:${port}`,
       `workers: ${o.workers ?? 1}`,
+      `workers_balance: ${args['workers-balance']}`,
       'cache:',
       `  memory: ${memory}`,
       'backends:',

@@ -38,6 +38,8 @@ export type StartOptions = {
   configFile?: string;
   /** Epoch-ms clock for freshness and staleness (tests inject one to move time without sleeping). */
   clock?: () => number;
+  /** Bind the client listener with SO_REUSEPORT (a worker of `workers: N` with `workers_balance: reuseport`). */
+  reusePort?: boolean;
   /** The coordinator, when the caller made it (a worker of `workers: N` talks to its primary: coord/ipc.ts). */
   coord?: Coordinator;
 };
@@ -67,7 +69,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   const snapshots = persist ? new Snapshots(ctx.store, persist.path, log.logger) : undefined;
   await snapshots?.load();
   const plane = createPlane(config, () => ctx, { config: manager });
-  const listener = await startListener(() => ctx, opts.listen ?? config.listen, plane.onRequest);
+  const listener = await startListener(() => ctx, opts.listen ?? config.listen, plane.onRequest, { reusePort: opts.reusePort });
   await plane.start(() => listener.inflight(), opts.adminListen).catch(async (err: unknown) => {
     await plane.stop();
     await listener.close(0);

@@ -3,6 +3,7 @@
 // concurrent misses, a purge reaching every worker before the admin API answers, a crashed worker replaced
 // while the other keeps serving. Every request goes on a new connection, so both workers take requests.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -29,23 +30,34 @@ afterEach(async () => {
   origin = undefined;
 });
 
-type Started = { port: number; admin: string; pids: number[] };
+type Started = { port: number; admin: string; pids: number[]; balance: string };
 
-async function serveWorkers(behaviours: NonNullable<Parameters<typeof startOrigin>[0]>['behaviours']): Promise<Started> {
+/** A port free right now (workers_balance: reuseport needs a fixed one: with port 0 every worker would bind its own). */
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+async function serveWorkers(behaviours: NonNullable<Parameters<typeof startOrigin>[0]>['behaviours'], o: { fixedPort?: boolean } = {}): Promise<Started> {
   origin = await startOrigin({ behaviours });
   const cfg = join(dir, 'workers.yaml');
-  writeFileSync(cfg, `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n  token: ${TOKEN}\nproxy:\n  drain_timeout: 2s\nlog:\n  access: stdout\nbackends:\n  - name: app1\n    url: ${origin.url}\n`);
+  writeFileSync(cfg, `listen: 127.0.0.1:${o.fixedPort ? await freePort() : 0}\nadmin:\n  listen: 127.0.0.1:0\n  token: ${TOKEN}\nproxy:\n  drain_timeout: 2s\nlog:\n  access: stdout\nbackends:\n  - name: app1\n    url: ${origin.url}\n`);
   proc = lacquer(['serve', '-c', cfg, '--workers', '2'], { timeoutMs: 40_000 });
   await waitFor(() => proc!.stdout().includes('with 2 workers'), 15_000, () => `stdout ${proc!.stdout()} stderr ${proc!.stderr()}`);
-  const line = JSON.parse(proc.stdout().split('\n').find((l) => l.includes('with 2 workers'))!) as { listen: string; admin: string; pids: number[] };
-  return { port: Number(line.listen.split(':')[1]), admin: line.admin, pids: line.pids };
+  const line = JSON.parse(proc.stdout().split('\n').find((l) => l.includes('with 2 workers'))!) as { listen: string; admin: string; pids: number[]; balance: string };
+  return { port: Number(line.listen.split(':')[1]), admin: line.admin, pids: line.pids, balance: line.balance };
 }
 
 const get = (port: number, path: string) => rawRequest(`http://127.0.0.1:${port}${path}`, { timeoutMs: 10_000 });
 
 describe('workers: 2', () => {
-  it('coalesces concurrent misses across workers into one origin request', async () => {
-    const { port } = await serveWorkers({ '/slow': { kind: 'slow', firstByteMs: 600, then: { cacheControl: 'max-age=60', body: 'once\n' } } });
+  it('coalesces concurrent misses across workers into one origin request (SO_REUSEPORT: the kernel spreads connections)', async () => {
+    const { port, balance } = await serveWorkers({ '/slow': { kind: 'slow', firstByteMs: 600, then: { cacheControl: 'max-age=60', body: 'once\n' } } }, { fixedPort: true });
+    expect(balance).toBe(process.platform === 'linux' ? 'reuseport' : 'cluster');
     const replies = await Promise.all(Array.from({ length: 12 }, () => get(port, '/slow')));
     expect(replies.map((r) => `${r.status} ${r.body.toString()}`)).toEqual(Array(12).fill('200 once\n'));
     // Without the primary's lock each worker would have fetched its own copy: two origin requests.

@@ -65,7 +65,7 @@ export async function serveCommand(file: string, o: { workers?: string } = {}): 
   const coord = worker ? new IpcCoordinator(process as unknown as ConstructorParameters<typeof IpcCoordinator>[0], { maxObjectBytes: Math.floor(worker.config.cache.memory * config.cache.max_object_share) }) : undefined;
   let proxy: Proxy;
   try {
-    proxy = await startProxy(worker?.config ?? config, { configFile: file, coord });
+    proxy = await startProxy(worker?.config ?? config, { configFile: file, coord, reusePort: worker !== undefined && process.env.LACQUER_REUSEPORT === '1' });
   } catch (err) {
     if (!isListenError(err)) throw err;
     // A port in use is an operator's problem like a bad setting: say which, not a stack trace.

@@ -607,6 +607,14 @@ export const ConfigSchema = z.strictObject({
         'Worker processes sharing the listen port (README "Workers"). `auto`: one per core (`os.availableParallelism()`). With more than one, a primary process holds the fetch locks (one origin request per object across workers), relays purges, bans, maintenance, overrides and reloads to every worker before the admin API answers, replaces a worker that dies, and serves the admin plane for the instance; `cache.memory` is split evenly between the workers. Default 1 (README "Workers" says what is still missing before `auto` can be the default). `lacquer serve --workers N` overrides.',
       default: 1,
     }),
+  workers_balance: z
+    .enum(['reuseport', 'cluster'])
+    .default('reuseport')
+    .meta({
+      description:
+        'How `workers` share the listen port. `reuseport`: each worker binds it with SO_REUSEPORT and the kernel spreads new connections (Linux; elsewhere, and with port 0, `cluster` is used). `cluster`: the primary accepts and hands connections to the workers round-robin (node:cluster).',
+      default: 'reuseport',
+    }),
   cache: Cache.prefault({}).meta({ description: 'The in-memory HTTP cache (RFC 9111 shared cache).' }),
   fleet: Fleet.optional().meta({
     description:

@@ -65,7 +65,8 @@ const LOG_WAIT_MS = 250;
 /** How often lines past LOG_WAIT_MS are looked for: one shared timer, not one per request. */
 const LOG_SWEEP_MS = 25;
 
-export function startListener(getContext: () => ProxyContext, listen: string, onDone?: OnRequestDone): Promise<Listener> {
+/** reusePort: bind with SO_REUSEPORT in this process (a worker of `workers: N`, `workers_balance: reuseport`). */
+export function startListener(getContext: () => ProxyContext, listen: string, onDone?: OnRequestDone, o: { reusePort?: boolean } = {}): Promise<Listener> {
   const cfg = getContext().config;
   let inflight = 0;
   let closing = false;
@@ -178,7 +179,9 @@ export function startListener(getContext: () => ProxyContext, listen: string, on
   const { host, port } = splitHostPort(listen);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    // workers (issue 12): with SO_REUSEPORT every worker binds the port itself (`exclusive`: not through the
+    // cluster primary) and the kernel spreads new connections over them.
+    server.listen(o.reusePort ? { port, host, reusePort: true, exclusive: true } : { port, host }, () => {
       server.off('error', reject);
       const addr = server.address();
       const boundPort = typeof addr === 'object' && addr ? addr.port : port;

@@ -210,6 +210,12 @@ export class PrimaryHub {
   }
 }
 
+/** SO_REUSEPORT where the platform has it and the port is fixed (with port 0 each worker would get its own). */
+export function balanceOf(config: Config): 'reuseport' | 'cluster' {
+  const port = Number(config.listen.slice(config.listen.lastIndexOf(':') + 1));
+  return config.workers_balance === 'reuseport' && process.platform === 'linux' && port !== 0 ? 'reuseport' : 'cluster';
+}
+
 /** `os.availableParallelism()` for `auto`. */
 export function workerCount(setting: Config['workers'], cores: number): number {
   return setting === 'auto' ? Math.max(1, cores) : setting;
@@ -221,6 +227,7 @@ export function workerCount(setting: Config['workers'], cores: number): number {
  */
 export function runPrimary(config: Config, n: number, log: Logger): Promise<number> {
   const { handoff } = memorySplit(config.cache.memory, n);
+  const reusePort = balanceOf(config) === 'reuseport';
   // 'advanced' serialisation carries Buffers (object bodies) as bytes, not as JSON arrays.
   cluster.setupPrimary({ serialization: 'advanced' });
   const byIndex = new Map<number, Worker>();
@@ -240,7 +247,7 @@ export function runPrimary(config: Config, n: number, log: Logger): Promise<numb
 
   const fork = (index: number) => {
     lastFork.set(index, Date.now());
-    const w = cluster.fork({ LACQUER_WORKER_INDEX: String(index), LACQUER_WORKERS: String(n) });
+    const w = cluster.fork({ LACQUER_WORKER_INDEX: String(index), LACQUER_WORKERS: String(n), LACQUER_REUSEPORT: reusePort ? '1' : '0' });
     byIndex.set(index, w);
     indexOf.set(w.id, index);
     w.on('message', (raw: unknown) => {
@@ -253,7 +260,7 @@ export function runPrimary(config: Config, n: number, log: Logger): Promise<numb
         if (!announced && ready.size === n) {
           announced = true;
           const admin = [...ready.values()].find((x) => x.admin)?.admin;
-          log.info({ listen: r.address, workers: n, admin, pids: [...byIndex.values()].map((x) => x.process.pid) }, `lacquer listening on ${r.address} with ${n} workers${admin ? `, admin on ${admin}` : ''}`);
+          log.info({ listen: r.address, workers: n, balance: reusePort ? 'reuseport' : 'cluster', admin, pids: [...byIndex.values()].map((x) => x.process.pid) }, `lacquer listening on ${r.address} with ${n} workers${admin ? `, admin on ${admin}` : ''}`);
         } else if (announced) log.info({ type: 'worker', worker: r.index, pid: w.process.pid }, `worker ${r.index} (pid ${w.process.pid}) serving`);
       }
     });

@@ -42,10 +42,10 @@ function freePort(): Promise<number> {
   });
 }
 
-async function serveWorkers(behaviours: NonNullable<Parameters<typeof startOrigin>[0]>['behaviours'], o: { fixedPort?: boolean } = {}): Promise<Started> {
+async function serveWorkers(behaviours: NonNullable<Parameters<typeof startOrigin>[0]>['behaviours'], o: { fixedPort?: boolean; yaml?: string } = {}): Promise<Started> {
   origin = await startOrigin({ behaviours });
   const cfg = join(dir, 'workers.yaml');
-  writeFileSync(cfg, `listen: 127.0.0.1:${o.fixedPort ? await freePort() : 0}\nadmin:\n  listen: 127.0.0.1:0\n  token: ${TOKEN}\nproxy:\n  drain_timeout: 2s\nlog:\n  access: stdout\nbackends:\n  - name: app1\n    url: ${origin.url}\n`);
+  writeFileSync(cfg, `listen: 127.0.0.1:${o.fixedPort ? await freePort() : 0}\nadmin:\n  listen: 127.0.0.1:0\n  token: ${TOKEN}\nproxy:\n  drain_timeout: 2s\nlog:\n  access: stdout\nbackends:\n  - name: app1\n    url: ${origin.url}\n${o.yaml ?? ''}`);
   proc = lacquer(['serve', '-c', cfg, '--workers', '2'], { timeoutMs: 40_000 });
   await waitFor(() => proc!.stdout().includes('with 2 workers'), 15_000, () => `stdout ${proc!.stdout()} stderr ${proc!.stderr()}`);
   const line = JSON.parse(proc.stdout().split('\n').find((l) => l.includes('with 2 workers'))!) as { listen: string; admin: string; pids: number[]; balance: string };
@@ -98,6 +98,19 @@ describe('workers: 2', () => {
     const paged = [];
     for (let i = 0; i < 6; i++) paged.push(await get(port, '/v'));
     expect(paged.map((r) => r.status)).toEqual(Array(6).fill(503));
+  }, 40_000);
+
+  it('runs the active health probes once per instance, not once per worker', async () => {
+    await serveWorkers({ '/health': { kind: 'normal', cacheControl: 'no-store', body: 'ok\n' } }, { yaml: 'probes:\n  enabled: true\n  path: /health\n  interval: 200ms\n' });
+    const from = origin!.count('/health');
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, 2000));
+    const n = origin!.count('/health') - from;
+    const intervals = (performance.now() - t0) / 200;
+    // One prober sends about one probe per interval (fewer on a loaded machine, never more); a prober per
+    // worker would send about twice as many.
+    expect(n).toBeGreaterThan(0);
+    expect(n).toBeLessThanOrEqual(Math.ceil(intervals * 1.4) + 1);
   }, 40_000);
 
   it('replaces a worker that dies, and the other keeps serving meanwhile', async () => {

@@ -1,6 +1,8 @@
 // A worker of `workers: N`: a full proxy whose coordinator is the primary (coord/ipc.ts). What an operator
 // changes on one worker through the admin API reaches the others before the API answers: invalidations
-// through the invalidator's hook (coord/attach.ts), maintenance and reloads here, as `control` messages.
+// through the invalidator's hook (coord/attach.ts), maintenance, health overrides, reloads and rollbacks
+// here, as `control` messages. Active health probes run on worker 0 only; their results reach the others
+// the same way, so every worker judges a backend by the same probes.
 import type { Override } from '../pipeline/maintenance.ts';
 import type { Proxy } from '../main.ts';
 import type { IpcCoordinator } from '../coord/ipc.ts';
@@ -9,6 +11,7 @@ import { WORKER_TAG, type ReadyMessage } from './primary.ts';
 
 type MaintenanceData = { target: string; override: Override | undefined };
 type OverrideData = { pool: string; backend: string; value: Parameters<BackendPool['setOverride']>[1] };
+type ProbeData = { pool: string; backend: string; r: Parameters<BackendPool['applyProbe']>[1] };
 
 /** Relays maintenance overrides and reloads between workers; tells the primary this worker serves. */
 export function joinInstance(proxy: Proxy, coord: IpcCoordinator, index: number): void {
@@ -32,6 +35,9 @@ export function joinInstance(proxy: Proxy, coord: IpcCoordinator, index: number)
         if (snap) void coord.publish({ kind: 'control', name: 'override', data: { pool: pool.name, backend, value } satisfies OverrideData });
         return snap;
       };
+      // Health probes once per instance: worker 0 probes and shares each result; the others only apply them.
+      if (index === 0) pool.onProbe = (backend, r) => void coord.publish({ kind: 'control', name: 'probe', data: { pool: pool.name, backend, r } satisfies ProbeData });
+      else pool.stopActiveProbes();
     }
   };
   wrapPools();
@@ -56,6 +62,9 @@ export function joinInstance(proxy: Proxy, coord: IpcCoordinator, index: number)
     if (msg.name === 'maintenance') {
       const d = msg.data as MaintenanceData;
       setLocal(d.target, d.override);
+    } else if (msg.name === 'probe') {
+      const d = msg.data as ProbeData;
+      proxy.ctx.pools.get(d.pool)?.applyProbe(d.backend, d.r);
     } else if (msg.name === 'override') {
       const d = msg.data as OverrideData;
       const pool = proxy.ctx.pools.get(d.pool);

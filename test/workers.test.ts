@@ -113,6 +113,24 @@ describe('workers: 2', () => {
     expect(n).toBeLessThanOrEqual(Math.ceil(intervals * 1.4) + 1);
   }, 40_000);
 
+  it('/api/failures on the admin worker lists the failures of every worker', async () => {
+    const { port, admin } = await serveWorkers({ '/bad': { kind: 'garbage' } });
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const r = await get(port, '/bad');
+      expect(r.status).toBeGreaterThanOrEqual(500);
+      ids.push(String(r.headers['x-request-id']));
+    }
+    // The other workers' reports reach the admin worker within about a second (bounded wait).
+    let listed: string[] = [];
+    for (let i = 0; i < 50 && listed.length < 6; i++) {
+      const j = (await (await fetch(`${admin}/api/failures`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { failures: { id: string }[] };
+      listed = j.failures.map((f) => f.id);
+      if (listed.length < 6) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect([...listed].sort()).toEqual([...ids].sort());
+  }, 40_000);
+
   it('replaces a worker that dies, and the other keeps serving meanwhile', async () => {
     const { port, pids } = await serveWorkers({ '/p': { kind: 'normal', cacheControl: 'max-age=600', body: 'p\n' } });
     expect(pids).toHaveLength(2);

@@ -27,8 +27,8 @@ export type IpcRequest =
   | { t: 'lock'; rid: number; key: string; ttlMs: number }
   | { t: 'wait'; rid: number; key: string; ms: number }
   | { t: 'publish'; rid: number; message: CoordMessage }
-  /** The other workers' collected data (metrics, for the admin worker's /metrics). */
-  | { t: 'gather'; rid: number };
+  /** The other workers' collected data (metrics for the admin worker's /metrics, recent failures for /api/failures). */
+  | { t: 'gather'; rid: number; what: string };
 /** Worker → primary, no answer. */
 export type IpcNotice =
   | { t: 'put'; object: SharedObject; ttlMs: number }
@@ -36,7 +36,7 @@ export type IpcNotice =
   | { t: 'ack'; aid: number }
   | { t: 'collected'; cid: number; data: unknown };
 /** Primary → worker. */
-export type IpcDown = { t: 'reply'; rid: number; value: unknown } | { t: 'deliver'; aid: number; message: CoordMessage } | { t: 'collect'; cid: number };
+export type IpcDown = { t: 'reply'; rid: number; value: unknown } | { t: 'deliver'; aid: number; message: CoordMessage } | { t: 'collect'; cid: number; what: string };
 
 /** Tag of every coordination message, so they never mix with other IPC traffic. */
 export const IPC_TAG = 'lacquer:coord';
@@ -80,7 +80,7 @@ export class IpcCoordinator implements Coordinator {
       return;
     }
     if (m.t === 'collect') {
-      const c = this.collector;
+      const c = this.collectors.get(m.what);
       void (c ? c() : Promise.resolve(undefined)).then(
         (data) => this.#send({ t: 'collected', cid: m.cid, data }),
         () => this.#send({ t: 'collected', cid: m.cid, data: undefined }),
@@ -172,12 +172,12 @@ export class IpcCoordinator implements Coordinator {
     return p;
   }
 
-  /** What this worker answers when another one gathers (its metrics registry as JSON). */
-  collector: (() => Promise<unknown>) | undefined;
+  /** What this worker answers when another one gathers, by kind (`metrics`: its registry as JSON). */
+  readonly collectors = new Map<string, () => Promise<unknown>>();
 
-  /** The other workers' collected data (each worker's `collector`), within GATHER_TIMEOUT_MS. */
-  gather(): Promise<unknown[]> {
-    return this.#request<unknown[]>((rid) => ({ t: 'gather', rid }), [], GATHER_TIMEOUT_MS + 500);
+  /** The other workers' collected data of one kind (each worker's collector), within GATHER_TIMEOUT_MS. */
+  gather(what: string): Promise<unknown[]> {
+    return this.#request<unknown[]>((rid) => ({ t: 'gather', rid, what }), [], GATHER_TIMEOUT_MS + 500);
   }
 
   /** Resolves once every message published so far has been applied by every worker (or timed out). */

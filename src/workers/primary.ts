@@ -85,7 +85,7 @@ export class PrimaryHub {
       case 'publish':
         return this.#publish(from, m.rid, m.message);
       case 'gather':
-        return this.#fanout(from, m.rid, GATHER_TIMEOUT_MS, (cid) => ({ t: 'collect', cid }));
+        return this.#fanout(from, m.rid, GATHER_TIMEOUT_MS, (cid) => ({ t: 'collect', cid, what: m.what }));
       case 'collected':
         return this.#answered(from, m.cid, m.data);
       case 'ack':

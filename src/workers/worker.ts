@@ -7,7 +7,11 @@ import type { Override } from '../pipeline/maintenance.ts';
 import type { Proxy } from '../main.ts';
 import type { IpcCoordinator } from '../coord/ipc.ts';
 import type { BackendPool } from '../upstream/pool.ts';
+import type { FailureReport } from '../observe/access-log.ts';
 import { WORKER_TAG, type ReadyMessage } from './primary.ts';
+
+/** How stale the admin worker's copy of the other workers' failure reports may be. */
+const FAILURES_REFRESH_MS = 1000;
 
 type MaintenanceData = { target: string; override: Override | undefined };
 type OverrideData = { pool: string; backend: string; value: Parameters<BackendPool['setOverride']>[1] };
@@ -78,8 +82,21 @@ export function joinInstance(proxy: Proxy, coord: IpcCoordinator, index: number)
   });
   // /metrics on the admin worker shows the instance: the others answer with their registries.
   const metrics = proxy.plane.observer.metrics;
-  coord.collector = () => metrics.registry.getMetricsAsJSON();
-  if (proxy.plane.admin) metrics.otherWorkers = () => coord.gather();
+  coord.collectors.set('metrics', () => metrics.registry.getMetricsAsJSON());
+  if (proxy.plane.admin) metrics.otherWorkers = () => coord.gather('metrics');
+  // /api/failures (and the dashboard's list) on the admin worker: the others' recent failure reports, fetched
+  // every second (the list is read synchronously), merged newest first with its own.
+  const log = proxy.ctx.log;
+  const localFailures = log.recentFailures.bind(log);
+  coord.collectors.set('failures', () => Promise.resolve(localFailures()));
+  if (proxy.plane.admin) {
+    let remote: FailureReport[] = [];
+    const refresh = setInterval(() => {
+      void coord.gather('failures').then((lists) => (remote = (lists as FailureReport[][]).flat()));
+    }, FAILURES_REFRESH_MS);
+    refresh.unref();
+    log.recentFailures = () => [...localFailures(), ...remote].sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
+  }
   const ready: ReadyMessage = { tag: WORKER_TAG, t: 'ready', index, address: proxy.listener.address, admin: proxy.plane.admin?.url };
   process.send?.(ready);
 }

@@ -271,6 +271,13 @@ export function runPrimary(config: Config, n: number, log: Logger): Promise<numb
     indexOf.delete(w.id);
     hub.workerGone(w.id);
     if (index === undefined || stopping) return;
+    if (!announced) {
+      // A worker that could not start (the port is taken, a config it cannot load): the instance cannot
+      // start either; stop the others and exit 1, as a single process would, instead of a crash loop.
+      log.error({ type: 'worker', worker: index, pid: w.process.pid, code, signal }, `worker ${index} (pid ${w.process.pid}) exited (${signal ?? `code ${code}`}) before the instance was serving; stopping`);
+      failStart();
+      return;
+    }
     // A crashed worker: the others keep serving; it is replaced (not faster than RESPAWN_MIN_MS).
     const wait = Math.max(0, (lastFork.get(index) ?? 0) + RESPAWN_MIN_MS - Date.now());
     log.error({ type: 'worker', worker: index, pid: w.process.pid, code, signal }, `worker ${index} (pid ${w.process.pid}) exited (${signal ?? `code ${code}`}); replacing it${wait ? ` in ${wait} ms` : ''}`);
@@ -281,8 +288,14 @@ export function runPrimary(config: Config, n: number, log: Logger): Promise<numb
 
   for (let i = 0; i < n; i++) fork(i);
 
+  let exitCode = 0;
+  let failStart = (): void => undefined;
   return new Promise((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
+    failStart = () => {
+      exitCode = 1;
+      stop('startup failure');
+    };
+    const stop = (signal: NodeJS.Signals | 'startup failure') => {
       if (stopping) return;
       stopping = true;
       log.info({ signal, workers: n }, `${signal}: draining ${n} workers (up to ${config.proxy.drain_timeout}ms)`);
@@ -296,7 +309,7 @@ export function runPrimary(config: Config, n: number, log: Logger): Promise<numb
         if (Object.keys(cluster.workers ?? {}).length > 0) return void setTimeout(check, 25);
         clearTimeout(kill);
         log.info('stopped');
-        resolve(0);
+        resolve(exitCode);
       };
       check();
     };

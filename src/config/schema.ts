@@ -604,7 +604,7 @@ export const ConfigSchema = z.strictObject({
     .default(1)
     .meta({
       description:
-        'Worker processes sharing the listen port (README "Workers"). `auto`: one per core (`os.availableParallelism()`). With more than one, a primary process holds the fetch locks (one origin request per object across workers), relays purges, bans, maintenance, overrides and reloads to every worker before the admin API answers, replaces a worker that dies, and serves the admin plane for the instance; `cache.memory` is split evenly between the workers. Default 1 (README "Workers" says what is still missing before `auto` can be the default). `lacquer serve --workers N` overrides.',
+        'Worker processes sharing the listen port (README "Workers"). `auto`: one per core (`os.availableParallelism()`). With more than one, a primary process holds the fetch locks (one origin request per object across workers), relays purges, bans, maintenance, overrides and reloads to every worker before the admin API answers, and replaces a worker that dies; worker 0 serves the admin plane (its `/metrics` and `/api/failures` cover every worker) and runs the health probes for all. `cache.memory` is split: an eighth (at most 64 MiB) for the hand-off between workers, the rest evenly between them. Default 1 (README "Workers" says what is still missing before `auto` can be the default). `lacquer serve --workers N` overrides.',
       default: 1,
     }),
   workers_balance: z

@@ -113,7 +113,7 @@ describe('workers: 2', () => {
     expect(n).toBeLessThanOrEqual(Math.ceil(intervals * 1.4) + 1);
   }, 40_000);
 
-  it('/api/failures on the admin worker lists the failures of every worker', async () => {
+  it('/api/failures and /api/stats on the admin worker cover every worker', async () => {
     const { port, admin } = await serveWorkers({ '/bad': { kind: 'garbage' } });
     const ids: string[] = [];
     for (let i = 0; i < 6; i++) {
@@ -129,6 +129,14 @@ describe('workers: 2', () => {
       if (listed.length < 6) await new Promise((r) => setTimeout(r, 100));
     }
     expect([...listed].sort()).toEqual([...ids].sort());
+    // /api/stats counts the requests of every worker too.
+    let total = 0;
+    for (let i = 0; i < 50 && total < 6; i++) {
+      const j = (await (await fetch(`${admin}/api/stats`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { requests: { total: number } };
+      total = j.requests.total;
+      if (total < 6) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(total).toBe(6);
   }, 40_000);
 
   it('replaces a worker that dies, and the other keeps serving meanwhile', async () => {

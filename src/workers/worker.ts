@@ -8,9 +8,10 @@ import type { Proxy } from '../main.ts';
 import type { IpcCoordinator } from '../coord/ipc.ts';
 import type { BackendPool } from '../upstream/pool.ts';
 import type { FailureReport } from '../observe/access-log.ts';
+import type { Totals } from '../observe/observer.ts';
 import { WORKER_TAG, type ReadyMessage } from './primary.ts';
 
-/** How stale the admin worker's copy of the other workers' failure reports may be. */
+/** How stale the admin worker's copy of the other workers' failure reports and totals may be. */
 const FAILURES_REFRESH_MS = 1000;
 
 type MaintenanceData = { target: string; override: Override | undefined };
@@ -89,10 +90,16 @@ export function joinInstance(proxy: Proxy, coord: IpcCoordinator, index: number)
   const log = proxy.ctx.log;
   const localFailures = log.recentFailures.bind(log);
   coord.collectors.set('failures', () => Promise.resolve(localFailures()));
+  // /api/stats totals the same way.
+  const observer = proxy.plane.observer;
+  coord.collectors.set('totals', () => Promise.resolve(observer.totals));
   if (proxy.plane.admin) {
     let remote: FailureReport[] = [];
+    let remoteTotals: Totals[] = [];
+    observer.otherTotals = () => remoteTotals;
     const refresh = setInterval(() => {
       void coord.gather('failures').then((lists) => (remote = (lists as FailureReport[][]).flat()));
+      void coord.gather('totals').then((list) => (remoteTotals = list as Totals[]));
     }, FAILURES_REFRESH_MS);
     refresh.unref();
     log.recentFailures = () => [...localFailures(), ...remote].sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));

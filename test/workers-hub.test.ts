@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import type { IpcDown } from '../src/coord/ipc.ts';
 import type { SharedObject } from '../src/coord/types.ts';
-import { memorySplit, PrimaryHub } from '../src/workers/primary.ts';
+import { memorySplit, PrimaryHub, workerExecArgv } from '../src/workers/primary.ts';
 
 function hub(workers = [1, 2, 3]) {
   const sent: { to: number; m: IpcDown }[] = [];
@@ -85,6 +85,12 @@ describe('PrimaryHub (workers: the primary)', () => {
     expect(found('h/c/1')).toEqual([]);
     expect(found('h/d')).toHaveLength(1);
     expect(found('h/d')[0]!.invalidatedAt).toBeTypeOf('number');
+  });
+
+  it('gives workers a 16 MiB semi-space unless the operator chose one', () => {
+    expect(workerExecArgv(['--enable-source-maps'], undefined)).toEqual(['--enable-source-maps', '--max-semi-space-size=16']);
+    expect(workerExecArgv(['--max-semi-space-size=8'], undefined)).toEqual(['--max-semi-space-size=8']);
+    expect(workerExecArgv([], '--max-semi-space-size=32')).toEqual([]);
   });
 
   it('splits cache.memory: an eighth (at most 64 MiB) for the hand-off store, the rest evenly between workers', () => {

@@ -3,7 +3,7 @@
 // load generator in its own process. Measurements are interleaved over several rounds so background noise
 // hits every column alike; each figure is the median of its rounds. Everything it starts, it stops (bounded).
 //
-//   node bench/run.ts [--duration 8] [--rounds 3] [--quick] [--only id,id] [--no-fill] [--no-varnish] [--no-nginx]
+//   node bench/run.ts [--duration 8] [--rounds 3] [--quick] [--only id,id] [--no-fill] [--no-varnish] [--no-nginx] [--no-minimal] [--no-workers] [--workers-balance reuseport|cluster]
 //                     [--connections 64] [--threads 2] [--generator wrk|autocannon] [--profile] [--json FILE]
 //                     [--baseline DIR]   (DIR: another checkout of Lacquer, run as an extra column for before/after)
 //                     [--node-flags=--max-semi-space-size=32]   (extra node flags for Lacquer, not the baseline)
@@ -16,15 +16,17 @@
 //               compression: stored forms against compressing each response). Takes --duration, --rounds, --quick.
 //   --failover  instead of the columns: bench/failover.ts (3 backends under steady load, one SIGKILLed;
 //               errors and p99 around the kill; director cost in CPU µs/request, req/s and choose() ns).
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pickGenerator, type LoadResult } from './load.ts';
-import { cpuMs, firstJsonLine, freePort, killAllNow, rssBytes, start, stop, stopAll, waitForPort, type Child } from './procs.ts';
+import { cpuMs, firstJsonLine, freePort, group, killAllNow, rssBytes, start, stop, stopAll, waitForPort, type Child } from './procs.ts';
 import { summarise } from './top-self.ts';
-import { startVarnish, VARNISH_HINT, varnishVersion } from './varnish.ts';
-import { NGINX_HINT, nginxVersion, startNginx } from './nginx.ts';
+import { LAUNCHERS } from '../src/lab/proxies/index.ts';
+import type { Availability, RunningProxy } from '../src/lab/proxies/types.ts';
+import { DEFAULT_TUNING } from '../src/lab/scenario.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const MiB = 1024 * 1024;
@@ -38,6 +40,9 @@ const { values: args } = parseArgs({
     'no-fill': { type: 'boolean', default: false },
     'no-varnish': { type: 'boolean', default: false },
     'no-nginx': { type: 'boolean', default: false },
+    'no-minimal': { type: 'boolean', default: false },
+    'no-workers': { type: 'boolean', default: false },
+    'workers-balance': { type: 'string', default: 'reuseport' },
     'nginx-upstream-keepalive': { type: 'boolean', default: false },
     compare: { type: 'boolean', default: false },
     failover: { type: 'boolean', default: false },
@@ -62,19 +67,18 @@ if (args.help) {
 
 if (args.tls) {
   const pass = [...(args.quick ? ['--quick'] : []), ...(args.duration ? ['--seconds', args.duration] : []), ...(args.rounds ? ['--rounds', args.rounds] : [])];
-  const child = start('tls', process.execPath, [join(ROOT, 'bench/tls.ts'), ...pass], { cwd: ROOT, stdio: ['pipe', 'inherit', 'inherit'] });
-  const limit = setTimeout(() => void stop(child, 2000), 30 * 60_000);
-  process.once('exit', killAllNow);
-  const code = await child.exited;
-  clearTimeout(limit);
-  process.exit(code ?? 1);
+  // Its own process with the terminal as its output (it prints its own table); bounded to 30 minutes.
+  const r = spawnSync(process.execPath, [join(ROOT, 'bench/tls.ts'), ...pass], { cwd: ROOT, stdio: 'inherit', timeout: 30 * 60_000, killSignal: 'SIGTERM' });
+  process.exit(r.status ?? 1);
 }
 
 if (args.failover) {
   // The failover scenario is its own script (Lacquer with a pool of three origins); run it as a child,
   // bounded, and pass its report through.
   const quick = args.quick ? ['--seconds', '20', '--kill-at', '10', '--director-seconds', '3', '--rounds', '1'] : [];
-  const child = start('failover', process.execPath, [join(ROOT, 'bench/failover.ts'), ...quick], { cwd: ROOT, stdio: ['pipe', 'inherit', 'inherit'] });
+  const child = start('failover', process.execPath, [join(ROOT, 'bench/failover.ts'), ...quick], { cwd: ROOT });
+  child.proc.stdout?.pipe(process.stdout);
+  child.proc.stderr?.pipe(process.stderr);
   const limit = setTimeout(() => void stop(child, 2000), 15 * 60_000);
   process.once('exit', killAllNow);
   const code = await child.exited;
@@ -93,21 +97,27 @@ if (!(seconds > 0 && rounds > 0 && connections > 0 && threads > 0 && fillMiB > 0
   process.exit(2);
 }
 
-type Target = 'ceiling' | 'lacquer' | 'baseline' | 'varnish' | 'nginx' | 'direct';
+type Target = 'ceiling' | 'minimal' | 'lacquer' | 'workers' | 'baseline' | 'varnish' | 'nginx' | 'direct';
 type Workload = '1 KiB hit' | '100 KiB hit' | 'pass (no-store)';
 type Scenario = { id: string; workload: Workload; target: Target; path: string; bytes: number };
 
 const SCENARIOS: Scenario[] = [
   { id: 'ceiling', workload: '1 KiB hit', target: 'ceiling', path: '/1k', bytes: 1024 },
+  { id: 'minimal-1k', workload: '1 KiB hit', target: 'minimal', path: '/1k', bytes: 1024 },
   { id: 'lacquer-1k', workload: '1 KiB hit', target: 'lacquer', path: '/1k', bytes: 1024 },
+  { id: 'workers-1k', workload: '1 KiB hit', target: 'workers', path: '/1k', bytes: 1024 },
   { id: 'varnish-1k', workload: '1 KiB hit', target: 'varnish', path: '/1k', bytes: 1024 },
   { id: 'nginx-1k', workload: '1 KiB hit', target: 'nginx', path: '/1k', bytes: 1024 },
   { id: 'ceiling-100k', workload: '100 KiB hit', target: 'ceiling', path: '/100k', bytes: 102_400 },
+  { id: 'minimal-100k', workload: '100 KiB hit', target: 'minimal', path: '/100k', bytes: 102_400 },
   { id: 'lacquer-100k', workload: '100 KiB hit', target: 'lacquer', path: '/100k', bytes: 102_400 },
+  { id: 'workers-100k', workload: '100 KiB hit', target: 'workers', path: '/100k', bytes: 102_400 },
   { id: 'varnish-100k', workload: '100 KiB hit', target: 'varnish', path: '/100k', bytes: 102_400 },
   { id: 'nginx-100k', workload: '100 KiB hit', target: 'nginx', path: '/100k', bytes: 102_400 },
   { id: 'direct-pass', workload: 'pass (no-store)', target: 'direct', path: '/pass', bytes: 1024 },
+  { id: 'minimal-pass', workload: 'pass (no-store)', target: 'minimal', path: '/pass', bytes: 1024 },
   { id: 'lacquer-pass', workload: 'pass (no-store)', target: 'lacquer', path: '/pass', bytes: 1024 },
+  { id: 'workers-pass', workload: 'pass (no-store)', target: 'workers', path: '/pass', bytes: 1024 },
   { id: 'varnish-pass', workload: 'pass (no-store)', target: 'varnish', path: '/pass', bytes: 1024 },
   { id: 'nginx-pass', workload: 'pass (no-store)', target: 'nginx', path: '/pass', bytes: 1024 },
   // --baseline DIR: the same three Lacquer columns from another checkout (before/after in one run).
@@ -116,7 +126,7 @@ const SCENARIOS: Scenario[] = [
   { id: 'baseline-pass', workload: 'pass (no-store)', target: 'baseline', path: '/pass', bytes: 1024 },
 ];
 
-const TARGET_LABEL: Record<Target, string> = { ceiling: 'bare node:http (ceiling)', lacquer: 'Lacquer', baseline: 'Lacquer (baseline)', varnish: 'Varnish', nginx: 'nginx', direct: 'origin directly' };
+const TARGET_LABEL: Record<Target, string> = { ceiling: 'bare node:http (ceiling)', minimal: 'minimal Node proxy (../shared/reference)', lacquer: 'Lacquer (1 worker)', workers: 'Lacquer (workers: auto)', baseline: 'Lacquer (baseline)', varnish: 'Varnish', nginx: 'nginx', direct: 'origin directly' };
 
 /** cpuUs: CPU time the server process used per request (user + system) — much less noisy than req/s on a shared machine. */
 type Sample = LoadResult & { rssBytes: number; cpuUs: number };
@@ -124,10 +134,20 @@ type Sample = LoadResult & { rssBytes: number; cpuUs: number };
 // ---------------------------------------------------------------------------------------------
 // Bounded: a hard deadline from the plan; on any exit, our own children are killed.
 
-const hasVarnish = !args['no-varnish'] && varnishVersion() !== undefined;
-const hasNginx = !args['no-nginx'] && nginxVersion() !== undefined;
+// Varnish and nginx run through the lab's launchers (src/lab/proxies), `bench` variant: one harness for both.
+const varnishAvail: Availability = LAUNCHERS.varnish.available();
+const nginxAvail: Availability = LAUNCHERS.nginx.available();
+const hint = (name: string, a: Availability) => (a.ok ? '' : `${name} is not installed (${a.why}), so its column is skipped. To add it: ${a.install}`);
+const VARNISH_HINT = hint('Varnish', varnishAvail);
+const NGINX_HINT = hint('nginx', nginxAvail);
+const hasVarnish = !args['no-varnish'] && varnishAvail.ok;
+const hasNginx = !args['no-nginx'] && nginxAvail.ok;
+/** The minimal proxy is run from where it lives (../shared/reference/), never copied into the project. */
+const MINIMAL = resolve(ROOT, '../shared/reference/minimal-proxy.js');
+const hasMinimal = !args['no-minimal'] && existsSync(MINIMAL);
+const hasWorkers = !args['no-workers'];
 const baselineRoot = args.baseline ? resolve(args.baseline) : undefined;
-let scenarios = SCENARIOS.filter((s) => (s.target !== 'varnish' || hasVarnish) && (s.target !== 'nginx' || hasNginx) && (s.target !== 'baseline' || baselineRoot));
+let scenarios = SCENARIOS.filter((s) => (s.target !== 'varnish' || hasVarnish) && (s.target !== 'nginx' || hasNginx) && (s.target !== 'baseline' || baselineRoot) && (s.target !== 'minimal' || hasMinimal) && (s.target !== 'workers' || hasWorkers));
 const onlyIds = args.only ? new Set(args.only.split(',')) : undefined;
 if (onlyIds) {
   scenarios = scenarios.filter((s) => onlyIds.has(s.id));
@@ -164,7 +184,7 @@ function nodeChild(name: string, file: string, env: Record<string, string> = {})
   return start(name, process.execPath, [join(ROOT, file)], { cwd: ROOT, env: { ...process.env, ...env } });
 }
 
-async function startLacquer(name: string, originPort: number, memory: string, o: { profileDir?: string; root?: string; flags?: string[] } = {}): Promise<{ child: Child; port: number; accessLog: string }> {
+async function startLacquer(name: string, originPort: number, memory: string, o: { profileDir?: string; root?: string; flags?: string[]; workers?: string } = {}): Promise<{ child: Child; port: number; accessLog: string }> {
   const port = await freePort();
   const adminPort = await freePort();
   const accessLog = join(dir, `${name}-access.log`);
@@ -173,6 +193,8 @@ async function startLacquer(name: string, originPort: number, memory: string, o:
     config,
     [
       `listen: 127.0.0.1:${port}`,
+      `workers: ${o.workers ?? 1}`,
+      `workers_balance: ${args['workers-balance']}`,
       'cache:',
       `  memory: ${memory}`,
       'backends:',
@@ -199,6 +221,27 @@ async function startLacquer(name: string, originPort: number, memory: string, o:
   return { child, port, accessLog };
 }
 
+/** Varnish or nginx through its lab launcher, `bench` variant, in a world-readable directory (their workers drop privileges). */
+async function startProxyOf(kind: 'varnish' | 'nginx', originPort: number): Promise<RunningProxy & { port: number }> {
+  const port = await freePort();
+  const where = join(dir, kind);
+  chmodSync(dir, 0o755);
+  mkdirSync(where, { recursive: true, mode: 0o755 });
+  chmodSync(where, 0o755);
+  const input = { dir: where, port, backends: [{ name: 'origin', host: '127.0.0.1', port: originPort }], tuning: DEFAULT_TUNING, healthPath: '/1k', cacheMemory: '256m', upstreamKeepalive: args['nginx-upstream-keepalive'] };
+  return { ...(await LAUNCHERS[kind].start(input, 'bench', group)), port };
+}
+
+/** ../shared/reference/minimal-proxy.js, started from the project root (it resolves undici from its cwd). */
+async function startMinimal(originPort: number): Promise<{ child: Child; port: number }> {
+  const port = await freePort();
+  const child = start('minimal', process.execPath, [MINIMAL], { cwd: ROOT, env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ORIGIN: `http://127.0.0.1:${originPort}` } });
+  child.proc.stdout?.resume();
+  child.proc.stderr?.resume();
+  await waitForPort(port, child);
+  return { child, port };
+}
+
 async function get(port: number, path: string): Promise<{ status: number; headers: Headers; bytes: number }> {
   const r = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(5000) });
   const b = await r.arrayBuffer();
@@ -213,8 +256,10 @@ async function verify(s: Scenario, port: number): Promise<void> {
   if (r.status !== 200) problems.push(`status ${r.status}`);
   if (r.bytes !== s.bytes) problems.push(`${r.bytes} body bytes, expected ${s.bytes}`);
   const hit =
-    s.target === 'lacquer' || s.target === 'baseline'
+    s.target === 'lacquer' || s.target === 'baseline' || s.target === 'workers'
       ? /; hit/.test(r.headers.get('cache-status') ?? '')
+      : s.target === 'minimal'
+        ? r.headers.get('x-cache') === 'HIT'
       : s.target === 'varnish'
         ? /^\d+ \d+$/.test(r.headers.get('x-varnish') ?? '')
         : s.target === 'nginx'
@@ -238,8 +283,8 @@ const machine = {
   cpu: /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? 'unknown',
   node: process.version,
   generator: `${generator.kind} ${generator.version}`,
-  varnish: hasVarnish ? varnishVersion() : undefined,
-  nginx: hasNginx ? nginxVersion() : undefined,
+  varnish: hasVarnish && varnishAvail.ok ? varnishAvail.version : undefined,
+  nginx: hasNginx && nginxAvail.ok ? nginxAvail.version : undefined,
   loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
 };
 
@@ -261,17 +306,21 @@ try {
   const profileDir = args.profile ? join(dir, 'profile') : undefined;
   const nodeFlags = args['node-flags']?.split(' ').filter(Boolean);
   const lacquer = await startLacquer('lacquer', originPort, '256MiB', { profileDir, flags: nodeFlags });
+  const workers = scenarios.some((s) => s.target === 'workers') ? await startLacquer('workers', originPort, '256MiB', { flags: nodeFlags, workers: 'auto' }) : undefined;
+  const minimal = scenarios.some((s) => s.target === 'minimal') ? await startMinimal(originPort) : undefined;
   const baseline = baselineRoot && scenarios.some((s) => s.target === 'baseline') ? await startLacquer('baseline', originPort, '256MiB', { root: baselineRoot }) : undefined;
-  const varnish = scenarios.some((s) => s.target === 'varnish') ? await startVarnish(dir, originPort, '256m') : undefined;
-  const nginx = scenarios.some((s) => s.target === 'nginx') ? await startNginx(dir, originPort, '256m', { upstreamKeepalive: args['nginx-upstream-keepalive'] }) : undefined;
+  const varnish = scenarios.some((s) => s.target === 'varnish') ? await startProxyOf('varnish', originPort) : undefined;
+  const nginx = scenarios.some((s) => s.target === 'nginx') ? await startProxyOf('nginx', originPort) : undefined;
 
-  const where: Record<Target, { port: number; child: Child } | undefined> = {
+  const where: Record<Target, { port: number; child: { pid: number } } | undefined> = {
     ceiling: { port: barePort, child: bare },
     direct: { port: originPort, child: origin },
     lacquer: { port: lacquer.port, child: lacquer.child },
+    workers: workers ? { port: workers.port, child: workers.child } : undefined,
+    minimal,
     baseline: baseline ? { port: baseline.port, child: baseline.child } : undefined,
-    varnish: varnish ? { port: varnish.port, child: varnish.child } : undefined,
-    nginx: nginx ? { port: nginx.port, child: nginx.child } : undefined,
+    varnish: varnish ? { port: varnish.port, child: varnish } : undefined,
+    nginx: nginx ? { port: nginx.port, child: nginx } : undefined,
   };
   const run = async (s: Scenario, secs: number): Promise<Sample> => {
     const w = where[s.target]!;
@@ -295,9 +344,11 @@ try {
     }
   }
   await stop(lacquer.child);
+  if (workers) await stop(workers.child);
+  if (minimal) await stop(minimal.child);
   if (baseline) await stop(baseline.child);
-  if (varnish) await stop(varnish.child);
-  if (nginx) await stop(nginx.child);
+  if (varnish) await varnish.stop();
+  if (nginx) await nginx.stop();
   await stop(bare);
 
   if (profileDir) {
@@ -404,9 +455,20 @@ const addRatio = (name: string, a: string, b: string, min: number | undefined) =
   const c = cpuRatio(a, b);
   const cpu = c === undefined || !Number.isFinite(c) ? '' : `; CPU/req ${c.toFixed(2)}×`;
   const margin = min === undefined ? undefined : `${r.value >= min ? 'by' : 'short by'} ${Math.abs(Math.round((r.value / min - 1) * 100))} %`;
-  targets.push({ name, value: `${r.value.toFixed(2)}×${spread}${cpu}`, target: min === undefined ? '—' : `≥ ${min.toFixed(1)}×`, met: min === undefined ? undefined : r.value >= min, margin });
+  targets.push({ name, value: `${r.value.toFixed(2)}×${spread}${cpu}`, target: min === undefined ? '—' : `≥ ${min}×`, met: min === undefined ? undefined : r.value >= min, margin });
 };
-addRatio('1 KiB hit / bare Node ceiling', 'lacquer-1k', 'ceiling', 0.8);
+// Issue 12's targets: one worker against the minimal proxy and the ceiling; `workers: auto` against Varnish.
+addRatio('1 KiB hit / minimal Node proxy', 'lacquer-1k', 'minimal-1k', 0.9);
+addRatio('100 KiB hit / minimal Node proxy', 'lacquer-100k', 'minimal-100k', 0.95);
+addRatio('pass / minimal Node proxy', 'lacquer-pass', 'minimal-pass', 1);
+addRatio('1 KiB hit / bare Node ceiling', 'lacquer-1k', 'ceiling', 0.85);
+addRatio('workers: auto, 1 KiB hit / 1 worker', 'workers-1k', 'lacquer-1k', undefined);
+addRatio('workers: auto, 100 KiB hit / 1 worker', 'workers-100k', 'lacquer-100k', undefined);
+addRatio('workers: auto, pass / 1 worker', 'workers-pass', 'lacquer-pass', undefined);
+addRatio('workers: auto, 1 KiB hit / Varnish hit', 'workers-1k', 'varnish-1k', 1);
+addRatio('workers: auto, 100 KiB hit / Varnish hit', 'workers-100k', 'varnish-100k', 1);
+addRatio('workers: auto, pass / Varnish pass', 'workers-pass', 'varnish-pass', 1.1);
+addRatio('minimal proxy 1 KiB hit / ceiling', 'minimal-1k', 'ceiling', undefined);
 addRatio('1 KiB hit / Varnish hit', 'lacquer-1k', 'varnish-1k', 1);
 addRatio('100 KiB hit / Varnish hit', 'lacquer-100k', 'varnish-100k', 1);
 addRatio('pass / origin directly', 'lacquer-pass', 'direct-pass', undefined);
@@ -450,10 +512,10 @@ if (fill) {
 
 // The comparison of issue 6: per workload, every server side by side and Lacquer's ratio to each
 // (req/s: higher is better for Lacquer; p99 and CPU per request: lower is better for Lacquer).
-const COMPARE: { workload: Workload; ceiling: string; lacquer: string; varnish: string; nginx: string }[] = [
-  { workload: '1 KiB hit', ceiling: 'ceiling', lacquer: 'lacquer-1k', varnish: 'varnish-1k', nginx: 'nginx-1k' },
-  { workload: '100 KiB hit', ceiling: 'ceiling-100k', lacquer: 'lacquer-100k', varnish: 'varnish-100k', nginx: 'nginx-100k' },
-  { workload: 'pass (no-store)', ceiling: 'direct-pass', lacquer: 'lacquer-pass', varnish: 'varnish-pass', nginx: 'nginx-pass' },
+const COMPARE: { workload: Workload; ceiling: string; minimal: string; lacquer: string; workers: string; varnish: string; nginx: string }[] = [
+  { workload: '1 KiB hit', ceiling: 'ceiling', minimal: 'minimal-1k', lacquer: 'lacquer-1k', workers: 'workers-1k', varnish: 'varnish-1k', nginx: 'nginx-1k' },
+  { workload: '100 KiB hit', ceiling: 'ceiling-100k', minimal: 'minimal-100k', lacquer: 'lacquer-100k', workers: 'workers-100k', varnish: 'varnish-100k', nginx: 'nginx-100k' },
+  { workload: 'pass (no-store)', ceiling: 'direct-pass', minimal: 'minimal-pass', lacquer: 'lacquer-pass', workers: 'workers-pass', varnish: 'varnish-pass', nginx: 'nginx-pass' },
 ];
 const cell = (id: string) => {
   const m = med.get(id);
@@ -468,11 +530,11 @@ if (COMPARE.some((c) => med.has(c.lacquer))) {
   out.push('');
   out.push('Comparison (medians; each cell: req/s · p99 · server CPU per request; ratios are Lacquer over the other server, in the same order — req/s above 1× and p99 or CPU below 1× favour Lacquer). The ceiling is a bare node:http server for hits and the origin itself for pass.');
   out.push('');
-  out.push('| workload | ceiling | Lacquer | Varnish | nginx | Lacquer / ceiling | Lacquer / Varnish | Lacquer / nginx |');
-  out.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+  out.push('| workload | ceiling | minimal proxy | Lacquer (1 worker) | Lacquer (workers: auto) | Varnish | nginx | Lacquer / ceiling | Lacquer / minimal | workers / Varnish | workers / nginx |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const c of COMPARE) {
     if (!med.has(c.lacquer)) continue;
-    out.push(`| ${c.workload} | ${cell(c.ceiling)} | ${cell(c.lacquer)} | ${cell(c.varnish)} | ${cell(c.nginx)} | ${vs(c.lacquer, c.ceiling)} | ${vs(c.lacquer, c.varnish)} | ${vs(c.lacquer, c.nginx)} |`);
+    out.push(`| ${c.workload} | ${cell(c.ceiling)} | ${cell(c.minimal)} | ${cell(c.lacquer)} | ${cell(c.workers)} | ${cell(c.varnish)} | ${cell(c.nginx)} | ${vs(c.lacquer, c.ceiling)} | ${vs(c.lacquer, c.minimal)} | ${vs(c.workers, c.varnish)} | ${vs(c.workers, c.nginx)} |`);
   }
 }
 if (!hasVarnish && !args['no-varnish']) out.push('', VARNISH_HINT);

@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseWrk, type LoadResult } from './load.ts';
-import { nginxConf, nginxVersion, NGINX_BIN, NGINX_HINT } from './nginx.ts';
+import { LAUNCHERS } from '../src/lab/proxies/index.ts';
+import { DEFAULT_TUNING } from '../src/lab/scenario.ts';
 import { cpuMs, firstJsonLine, freePort, killAllNow, start, stop, stopAll, waitForPort, type Child } from './procs.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -42,7 +43,10 @@ if (!has('wrk', '--version')) {
   console.error('bench --tls: wrk is not installed: apt-get install -y wrk');
   process.exit(2);
 }
-const nginx = nginxVersion();
+// nginx through the lab's launcher (one harness, issue 12): its `bench` config, made a TLS listener below.
+const nginxAvail = LAUNCHERS.nginx.available();
+const nginx = nginxAvail.ok ? nginxAvail.version : undefined;
+const NGINX_HINT = nginxAvail.ok ? '' : `nginx is not installed, so its column is skipped. To add it: ${nginxAvail.install}`;
 
 const dir = mkdtempSync(join(tmpdir(), 'lacquer-bench-tls-'));
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -128,11 +132,11 @@ async function startNginxTls(originPort: number): Promise<{ child: Child; port: 
   const port = await freePort();
   const prefix = join(dir, 'nginx');
   execFileSync('mkdir', ['-p', join(prefix, 'tmp')]);
-  const conf = nginxConf(prefix, port, originPort, '256m')
-    .replace(`listen 127.0.0.1:${port};`, `listen 127.0.0.1:${port} ssl http2;\n    ssl_certificate ${cert};\n    ssl_certificate_key ${key};`)
+  const conf = LAUNCHERS.nginx.config({ dir: prefix, port, backends: [{ name: 'origin', host: '127.0.0.1', port: originPort }], tuning: DEFAULT_TUNING, healthPath: '/1k', cacheMemory: '256m' }, 'bench')
+    .text.replace(`listen 127.0.0.1:${port};`, `listen 127.0.0.1:${port} ssl http2;\n    ssl_certificate ${cert};\n    ssl_certificate_key ${key};`)
     .replace('  gzip on;', '  gzip on;\n  gzip_types text/plain application/json application/javascript text/css;');
   writeFileSync(join(prefix, 'nginx.conf'), conf);
-  const child = start('nginx', NGINX_BIN, ['-c', join(prefix, 'nginx.conf'), '-p', prefix, '-e', join(prefix, 'error.log'), '-g', 'daemon off;'], { stopSignal: 'SIGQUIT' });
+  const child = start('nginx', 'nginx', ['-c', join(prefix, 'nginx.conf'), '-p', prefix, '-e', join(prefix, 'error.log')], { processGroup: true });
   child.proc.stdout?.resume();
   child.proc.stderr?.resume();
   await waitForPort(port, child);

@@ -38,6 +38,10 @@ function reloadCertificates(listeners: Listener[], next: Config, logger: Logger)
 }
 import { createCoordinator } from './coord/index.ts';
 import { attachCoordinator } from './coord/attach.ts';
+import type { Coordinator } from './coord/types.ts';
+import { step, StartupError } from './ops/startup.ts';
+
+export { StartupError };
 
 export type Proxy = {
   /** The live context; replaced atomically by a reload. */
@@ -67,6 +71,10 @@ export type StartOptions = {
   configFile?: string;
   /** Epoch-ms clock for freshness and staleness (tests inject one to move time without sleeping). */
   clock?: () => number;
+  /** Bind the client listener with SO_REUSEPORT (a worker of `workers: N` with `workers_balance: reuseport`). */
+  reusePort?: boolean;
+  /** The coordinator, when the caller made it (a worker of `workers: N` talks to its primary: coord/ipc.ts). */
+  coord?: Coordinator;
 };
 
 /**
@@ -81,35 +89,12 @@ function carryOverrides(old: ReadonlyMap<string, BackendPool>, fresh: ReadonlyMa
   }
 }
 
-/** A start-up failure, tied to the setting an operator must change (issue 11 item 11): `serve` prints it as one line. */
-export class StartupError extends Error {
-  readonly setting: string;
-  readonly value: string;
-  readonly code: string | undefined;
-  constructor(setting: string, value: string, cause: unknown) {
-    const code = (cause as NodeJS.ErrnoException | undefined)?.code;
-    super(`${setting} ${value}: ${code ?? (cause as Error)?.message ?? String(cause)}`, { cause });
-    this.name = 'StartupError';
-    this.setting = setting;
-    this.value = value;
-    this.code = code;
-  }
-}
-
-/** Runs one start-up step, blaming `setting` (with its value) when it throws. */
-async function step<T>(setting: string, value: string, fn: () => T | Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw err instanceof StartupError ? err : new StartupError(setting, value, err);
-  }
-}
 
 export async function startProxy(config: Config, opts: StartOptions = {}): Promise<Proxy> {
   const destination = opts.logDestination ?? config.log.access;
   const log = await step('log.access', String(destination), () => new AccessLog({ destination, level: config.log.level, proxyName: config.proxy.name }));
   // Fleet (coord/): the coordinator lives as long as the process; a reload carries it with the cache.
-  const coord = createCoordinator(config, log.logger);
+  const coord = opts.coord ?? createCoordinator(config, log.logger);
   let ctx = createContext(config, log, undefined, opts.clock, coord);
   const detachCoord = attachCoordinator(() => ctx, log.logger);
   log.healthOf = (name) => healthContext(ctx.pools, name);
@@ -139,7 +124,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
   let group: Listener | undefined;
   try {
     await step('cache.persist.path', persist?.path ?? '', () => snapshots?.load());
-    for (const [i, spec] of specs.entries()) listeners.push(await step(specs.length > 1 ? `listen.${i}` : 'listen', spec.address, () => startListener(() => ctx, spec, plane.onRequest)));
+    for (const [i, spec] of specs.entries()) listeners.push(await step(specs.length > 1 ? `listen.${i}` : 'listen', spec.address, () => startListener(() => ctx, spec, plane.onRequest, { reusePort: opts.reusePort })));
     const l = (group = listenerGroup(listeners));
     await step('admin.listen', opts.adminListen ?? config.admin.listen, () => plane.start(() => l.inflight(), opts.adminListen));
   } catch (err) {

@@ -109,6 +109,8 @@ export async function startAdmin(d: Omit<AdminDeps, 'tokenRequired'>, listen: st
     const ok = auth.decide(req, route.write);
     if (!ok.ok && !route.open) return send(res, { status: ok.status, body: { error: ok.status === 401 ? 'unauthorized' : 'forbidden', message: ok.message } }, head);
     const reply = await route.handle(deps, route.pattern.exec(url.pathname)!, url, req, ok.ok);
+    // workers (issue 12): a change answers once every worker has applied it.
+    if (route.write) await deps.ctx().coord.settled?.();
     send(res, reply, head);
   }
 

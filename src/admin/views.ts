@@ -141,7 +141,7 @@ export function whyView(d: AdminDeps) {
 
 export function statsView(d: AdminDeps) {
   const o = d.observer;
-  const t = o.totals;
+  const t = o.instanceTotals(); // every worker's, with `workers: N`
   const ctx = d.ctx();
   const store = ctx.store.stats();
   const w = o.timeline.window(60_000);

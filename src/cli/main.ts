@@ -22,10 +22,11 @@ program
   .command('serve')
   .description('run the proxy')
   .requiredOption('-c, --config <file>', 'YAML configuration file')
-  .action(async (o: { config: string }) => {
+  .option('--workers <n>', 'worker processes (a number, or `auto` for one per core); overrides `workers` in the file')
+  .action(async (o: { config: string; workers?: string }) => {
     // Every verb loads its modules on use, so e.g. `lacquer logs` does not carry the proxy in its heap.
     const { serveCommand } = await import('./serve.ts');
-    await serveCommand(o.config);
+    await serveCommand(o.config, { workers: o.workers });
   });
 
 program

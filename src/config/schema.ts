@@ -732,6 +732,22 @@ const Reload = z.strictObject({
 export const ConfigSchema = z.strictObject({
   listen: Listen,
   compression: Compression.prefault({}).meta({ description: 'Response compression: stored objects are compressed once and kept in every coding; pass responses are compressed as they stream.' }),
+  workers: z
+    .union([z.literal('auto'), z.number().int().min(1).max(256)], { error: 'a whole number of worker processes from 1 to 256, or `auto` (one per core)' })
+    .default(1)
+    .meta({
+      description:
+        'Worker processes sharing the listen port (README "Workers"). `auto`: one per core (`os.availableParallelism()`). With more than one, a primary process holds the fetch locks (one origin request per object across workers), relays purges, bans, maintenance, overrides and reloads to every worker before the admin API answers, and replaces a worker that dies; worker 0 serves the admin plane (its `/metrics` and `/api/failures` cover every worker) and runs the health probes for all. `cache.memory` is split: an eighth (at most 64 MiB) for the hand-off between workers, the rest evenly between them. Default 1 (README "Workers" says what is still missing before `auto` can be the default). `lacquer serve --workers N` overrides.',
+      default: 1,
+    }),
+  workers_balance: z
+    .enum(['reuseport', 'cluster'])
+    .default('reuseport')
+    .meta({
+      description:
+        'How `workers` share the listen port. `reuseport`: each worker binds it with SO_REUSEPORT and the kernel spreads new connections (Linux; elsewhere, and with port 0, `cluster` is used). `cluster`: the primary accepts and hands connections to the workers round-robin (node:cluster).',
+      default: 'reuseport',
+    }),
   cache: Cache.prefault({}).meta({ description: 'The in-memory HTTP cache (RFC 9111 shared cache).' }),
   fleet: Fleet.optional().meta({
     description:

@@ -122,4 +122,9 @@ export interface Coordinator {
 
   status(): CoordStatus;
   close(): Promise<void>;
+  /**
+   * Optional (issue 12): resolves once every message published so far has reached every process. The
+   * admin API waits for it before answering a change, so the answer means the whole instance applied it.
+   */
+  settled?(): Promise<void>;
 }

@@ -29,6 +29,8 @@ export type SpawnOptions = {
   logFile: string;
   /** Open an IPC channel (Node children only). */
   ipc?: boolean;
+  /** Keep a pipe to the child's stdin (children that stop when it closes outlive no killed parent; bench/). */
+  stdinPipe?: boolean;
   /** Own process group, signalled as a whole (for forking daemons). */
   group?: boolean;
   cwd?: string;
@@ -45,7 +47,8 @@ export class ProcessGroup {
 
   spawn(name: string, command: string, args: string[], opts: SpawnOptions): Child {
     const log = createWriteStream(opts.logFile, { flags: 'a' });
-    const stdio: StdioOptions = opts.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'];
+    const stdin = opts.stdinPipe ? 'pipe' : 'ignore';
+    const stdio: StdioOptions = opts.ipc ? [stdin, 'pipe', 'pipe', 'ipc'] : [stdin, 'pipe', 'pipe'];
     const proc = spawn(command, args, { stdio, detached: opts.group ?? false, cwd: opts.cwd, env: opts.env ?? process.env });
     proc.stdout?.pipe(log, { end: false });
     proc.stderr?.pipe(log, { end: false });

@@ -3,11 +3,12 @@
 // cache facts); gauges are read at scrape time from pool snapshots and store stats. Labels are closed sets
 // (cache status, status class, pool, backend, RFC 9209 class, reason): never a URL, so cardinality is bounded.
 // Each proxy owns its own Registry, so two proxies in one process (tests) never mix their numbers.
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { StoreStats } from '../cache/store.ts';
 import type { CoordStatus } from '../coord/types.ts';
 import type { Exchange } from '../server/exchange.ts';
 import type { PoolSnapshot } from '../upstream/state.ts';
+import { DeferredCounter, FastHistogram } from './fast-metrics.ts';
 import { cacheLabel, staleReason, statusClass, type CacheLabel } from './classify.ts';
 
 /** What the scrape-time gauges read. */
@@ -30,14 +31,15 @@ const TTFB_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 
 export class Metrics {
   readonly registry = new Registry();
+  /** Set on the admin worker of `workers: N`: the other workers' metrics (their registries as JSON). */
+  otherWorkers: (() => Promise<unknown[]>) | undefined;
   readonly #src: MetricSources;
   #evictionsSeen = 0;
   readonly #ejectionsSeen = new Map<string, number>();
 
-  readonly requests: Counter<'cache_status' | 'status_class'>;
-  readonly requestDuration: Histogram<'cache_status'>;
-  readonly #requestChildren = new Map<string, { inc(): void }>();
-  readonly #durationChildren = new Map<string, { observe(v: number): void }>();
+  /** The two metrics of every request: plain numbers until scraped (fast-metrics.ts says why). */
+  readonly requests: DeferredCounter<'cache_status' | 'status_class'>;
+  readonly requestDuration: FastHistogram;
   readonly backendRequests: Counter<'pool' | 'backend' | 'outcome'>;
   readonly backendResponses: Counter<'pool' | 'backend' | 'status_class'>;
   readonly backendFetchErrors: Counter<'pool' | 'backend' | 'error'>;
@@ -71,16 +73,16 @@ export class Metrics {
   constructor(src: MetricSources, opts: { defaultMetrics?: boolean } = {}) {
     this.#src = src;
     const registers = [this.registry];
-    this.requests = new Counter({
+    this.requests = new DeferredCounter({
       name: 'lacquer_requests_total',
       help: 'Client requests answered, by cache status (hit, miss, pass, stale, collapsed, synth, refused) and status class (2xx..5xx, aborted).',
       labelNames: ['cache_status', 'status_class'],
       registers,
     });
-    this.requestDuration = new Histogram({
+    this.requestDuration = new FastHistogram({
       name: 'lacquer_request_duration_seconds',
       help: 'Time from request head to response end (or client abort), by cache status.',
-      labelNames: ['cache_status'],
+      label: 'cache_status',
       buckets: DURATION_BUCKETS,
       registers,
     });
@@ -114,12 +116,14 @@ export class Metrics {
       help: '1 when the backend takes traffic (state healthy or half-open), 0 when sick, ejected or draining.',
       labelNames: ['pool', 'backend'],
       registers,
+      aggregator: 'max', // workers (each judges health itself): taken by any worker counts
     });
     this.backendState = new Gauge({
       name: 'lacquer_backend_state',
       help: 'Current state of each backend: 1 for the state it is in (healthy, sick, ejected, draining, half-open), 0 otherwise.',
       labelNames: ['pool', 'backend', 'state'],
       registers,
+      aggregator: 'max',
     });
     this.backendInflight = new Gauge({ name: 'lacquer_backend_inflight', help: 'Fetches in flight to the backend now.', labelNames: ['pool', 'backend'], registers });
     this.backendQueue = new Gauge({
@@ -152,12 +156,13 @@ export class Metrics {
       labelNames: ['pool', 'backend'],
       registers,
     });
-    this.poolHealthy = new Gauge({ name: 'lacquer_pool_healthy_backends', help: 'Backends of the pool that take traffic.', labelNames: ['pool'], registers });
+    this.poolHealthy = new Gauge({ name: 'lacquer_pool_healthy_backends', help: 'Backends of the pool that take traffic.', labelNames: ['pool'], registers, aggregator: 'max' });
     this.poolPanic = new Gauge({
       name: 'lacquer_pool_panic',
       help: '1 while the pool is in panic mode (too few healthy backends: choosing among all of them).',
       labelNames: ['pool'],
       registers,
+      aggregator: 'max',
     });
     this.retries = new Counter({
       name: 'lacquer_retries_total',
@@ -183,7 +188,7 @@ export class Metrics {
     this.cacheObjects = new Gauge({ name: 'lacquer_cache_objects', help: 'Objects stored in the cache.', registers });
     this.cacheEvictions = new Counter({ name: 'lacquer_cache_evictions_total', help: 'Objects evicted to make room (LRU), not counting expiry.', registers });
     this.inflight = new Gauge({ name: 'lacquer_inflight_requests', help: 'Client requests being handled now.', registers });
-    this.alertFiring = new Gauge({ name: 'lacquer_alert_firing', help: '1 while the alert rule is firing.', labelNames: ['rule'], registers });
+    this.alertFiring = new Gauge({ name: 'lacquer_alert_firing', help: '1 while the alert rule is firing.', labelNames: ['rule'], registers, aggregator: 'max' });
     this.alertNotifications = new Counter({
       name: 'lacquer_alert_notifications_total',
       help: 'Webhook deliveries of alert notifications, by result: delivered, retried (one failed attempt), failed (gave up).',
@@ -220,15 +225,9 @@ export class Metrics {
   request(ex: Exchange): void {
     const cache: CacheLabel = cacheLabel(ex);
     const sc = statusClass(ex);
-    // Labelled children are memoised: prom-client hashes the label object on every inc/observe otherwise
-    // (3-4% of a cache hit's CPU in the bench profile). Both label sets are small closed unions.
-    const key = `${cache}|${sc}`;
-    let counter = this.#requestChildren.get(key);
-    if (!counter) this.#requestChildren.set(key, (counter = this.requests.labels(cache, sc)));
-    counter.inc();
-    let hist = this.#durationChildren.get(cache);
-    if (!hist) this.#durationChildren.set(cache, (hist = this.requestDuration.labels(cache)));
-    hist.observe(ex.elapsedMs() / 1000);
+    // Both label sets are small closed unions: the key is bounded.
+    this.requests.inc(`${cache}|${sc}`, () => ({ cache_status: cache, status_class: sc }));
+    this.requestDuration.observe(cache, ex.elapsedMs() / 1000);
     if (cache === 'stale') this.staleServed.inc({ reason: staleReason(ex) });
     if (ex.cache.collapsed) this.coalesced.inc();
     const n = ex.attempts.length;
@@ -262,7 +261,12 @@ export class Metrics {
   /** Refreshes the scrape-time gauges from one pool snapshot, then renders the Prometheus text format. */
   async scrape(): Promise<string> {
     this.#refresh();
-    return this.registry.metrics();
+    if (!this.otherWorkers) return this.registry.metrics();
+    // workers (issue 12): the instance as a whole — counters and histograms summed over the workers,
+    // per-worker states (health, panic, alerts) by their maximum.
+    const mine = await this.registry.getMetricsAsJSON();
+    const rest = await this.otherWorkers();
+    return AggregatorRegistry.aggregate([mine, ...rest] as Parameters<typeof AggregatorRegistry.aggregate>[0]).metrics();
   }
 
   get contentType(): string {

@@ -29,6 +29,14 @@ export type Totals = {
 
 const TICK_MS = 1000;
 
+/** Adds every number of `from` into `into`, recursively (Totals are nested records of counts). */
+function addTotals(into: Record<string, unknown>, from: Record<string, unknown>): void {
+  for (const [k, v] of Object.entries(from)) {
+    if (typeof v === 'number') into[k] = ((into[k] as number | undefined) ?? 0) + v;
+    else if (v && typeof v === 'object') addTotals((into[k] ??= {}) as Record<string, unknown>, v as Record<string, unknown>);
+  }
+}
+
 export class Observer {
   readonly metrics: Metrics;
   readonly timeline: Timeline;
@@ -69,6 +77,18 @@ export class Observer {
       fleet: () => (ctx().coord.shared ? ctx().coord.status() : undefined),
     });
     this.timeline = new Timeline(poolOf);
+  }
+
+  /** workers (issue 12): the other workers' totals, on the admin worker (workers/worker.ts). */
+  otherTotals: (() => readonly Totals[]) | undefined;
+
+  /** The totals of the whole instance: this process's, plus the other workers' when there are any. */
+  instanceTotals(): Totals {
+    const others = this.otherTotals?.() ?? [];
+    if (others.length === 0) return this.totals;
+    const out = structuredClone(this.totals);
+    for (const t of others) addTotals(out as unknown as Record<string, unknown>, t as unknown as Record<string, unknown>);
+    return out;
   }
 
   /** Called once per request at response close (listener.ts). Keep it cheap: this is the hot path. */

@@ -34,6 +34,7 @@ export class RouteTable {
 
   /** The route for a host (as sent, may carry a port) and origin-form target; undefined: nothing matches. */
   match(host: string, target: string): Route | undefined {
+    if (this.#routes.length === 0) return this.#fallback; // no per-request lowercasing when there are no routes
     const h = host.toLowerCase();
     const bare = h.replace(/:\d+$/, '');
     for (const r of this.#routes) {

@@ -90,10 +90,11 @@ export class Edge {
     }
   }
 
-  listen(port: number, host: string): Promise<number> {
+  /** reusePort: bind with SO_REUSEPORT (`exclusive`: not through the cluster primary), for a worker of `workers: N`. */
+  listen(port: number, host: string, reusePort = false): Promise<number> {
     return new Promise((resolve, reject) => {
       this.front.once('error', reject);
-      this.front.listen(port, host, () => {
+      this.front.listen(reusePort ? { port, host, reusePort: true, exclusive: true } : { port, host }, () => {
         this.front.off('error', reject);
         const addr = this.front.address();
         resolve(typeof addr === 'object' && addr ? addr.port : port);

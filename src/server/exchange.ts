@@ -2,7 +2,7 @@
 // filled by the pipeline steps, read once by the access log when the response is done.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Writable } from 'node:stream';
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Attempt, ProxyError } from '../errors.ts';
 
 /** RFC 9211 forward reasons. */
@@ -29,6 +29,20 @@ export type CacheFacts = {
 };
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * Request ids in UUID shape without a random draw per request: 80 random bits drawn once per process (so
+ * workers and restarts never collide) and a 48-bit counter. crypto.randomUUID() plus the trace's own random
+ * span cost about 0.3 µs of a cache hit (bench/hit-costs.ts); ids need to be unique, not unpredictable.
+ */
+const PREFIX = randomBytes(10).toString('hex');
+// Version 4 and the RFC 9562 variant bits set, so the id has the shape of a random UUID (what tools and tests expect).
+const ID_PREFIX = `${PREFIX.slice(0, 8)}-${PREFIX.slice(8, 12)}-4${PREFIX.slice(13, 16)}-${((parseInt(PREFIX[16]!, 16) & 3) | 8).toString(16)}${PREFIX.slice(17, 20)}-`;
+let counter = 0;
+function nextId(): string {
+  counter = (counter + 1) % 0x1000000000000;
+  return ID_PREFIX + counter.toString(16).padStart(12, '0');
+}
 
 export class Exchange {
   readonly req: IncomingMessage;
@@ -81,7 +95,7 @@ export class Exchange {
     this.req = req;
     this.res = res;
     const incoming = req.headers['x-request-id'];
-    this.id = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    this.id = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : nextId();
     this.method = req.method ?? 'GET';
     this.target = req.url ?? '/';
     this.host = req.headers.host ?? '';

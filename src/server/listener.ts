@@ -127,7 +127,8 @@ function sendStalled(socket: Socket, c: Conn, now: number): boolean {
   return true;
 }
 
-export function startListener(getContext: () => ProxyContext, spec: ListenerConfig, onDone?: OnRequestDone): Promise<Listener> {
+/** reusePort: bind with SO_REUSEPORT in this process (a worker of `workers: N`, `workers_balance: reuseport`). */
+export function startListener(getContext: () => ProxyContext, spec: ListenerConfig, onDone?: OnRequestDone, o: { reusePort?: boolean } = {}): Promise<Listener> {
   const cfg = getContext().config;
   let inflight = 0;
   let closing = false;
@@ -312,7 +313,7 @@ export function startListener(getContext: () => ProxyContext, spec: ListenerConf
     );
   });
   const { host, port } = splitHostPort(spec.address);
-  return edge.listen(port, host).then((boundPort) => {
+  return edge.listen(port, host, o.reusePort).then((boundPort) => {
     const address = `${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
     return {
       server,

@@ -204,11 +204,31 @@ export class BackendPool {
     return this.#backendSnapshot(b, now);
   }
 
+  /** workers (issue 12): told of every result of this pool's own probes, so one worker can probe for all. */
+  onProbe: ((backend: string, r: ProbeResult) => void) | undefined;
+
+  /** Applies a probe result measured by another process (the probing worker); false for an unknown backend. */
+  applyProbe(backend: string, r: ProbeResult): boolean {
+    const b = this.backends.find((x) => x.name === backend);
+    if (!b) return false;
+    this.#probeResult(b, r);
+    return true;
+  }
+
+  /** Stops the active probers only (trials of ejected backends go on): another process probes for this one. */
+  stopActiveProbes(): void {
+    for (const p of this.#probers) p.stop();
+    this.#probers = [];
+  }
+
   /** Starts the active probes (when the pool's probe settings enable them). */
   startProbes(): void {
     if (!this.settings.probe.enabled || this.#probers.length > 0) return;
     for (const b of this.backends) {
-      const p = new Prober(this.settings.probe, { origin: b.origin, hostHeader: b.hostHeader }, (r) => this.#probeResult(b, r));
+      const p = new Prober(this.settings.probe, { origin: b.origin, hostHeader: b.hostHeader }, (r) => {
+        this.#probeResult(b, r);
+        this.onProbe?.(b.name, r);
+      });
       this.#probers.push(p);
       p.start();
     }

@@ -6,7 +6,8 @@ import type { ProxyTuning } from '../scenario.ts';
 import type { ProcessGroup } from '../processes.ts';
 
 export type ProxyKind = 'lacquer' | 'varnish' | 'nginx';
-export type Variant = 'tuned' | 'default';
+/** `bench`: the throughput configuration of `npm run bench` (bench/run.ts): the shipped config plus a cache, nothing for resilience. */
+export type Variant = 'tuned' | 'default' | 'bench';
 
 export type BackendAddress = { name: string; host: string; port: number };
 
@@ -20,6 +21,10 @@ export type LaunchInput = {
   tuning: ProxyTuning;
   /** Path on every backend that answers 200 while it is up (for health probes). */
   healthPath: string;
+  /** Cache size in the proxy's own syntax (`256m`); 256m when absent. */
+  cacheMemory?: string;
+  /** nginx `bench`: keep-alive to the upstream (`keepalive 32`) instead of nginx's default HTTP/1.0 per miss. */
+  upstreamKeepalive?: boolean;
 };
 
 export type Availability = { ok: true; version: string } | { ok: false; why: string; install: string };

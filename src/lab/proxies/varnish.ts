@@ -37,7 +37,8 @@ function director(input: LaunchInput): string {
 }
 
 export function varnishVcl(input: LaunchInput, variant: Variant): string {
-  if (variant === 'default') {
+  // bench: the same shipped defaults (builtin VCL: `no-store` becomes a hit-for-miss pass), measured for speed.
+  if (variant === 'default' || variant === 'bench') {
     return `vcl 4.1;
 # Varnish with its shipped defaults: the backends in a round-robin director (needed to use more than one),
 # everything else from the built-in VCL and default parameters (default_grace 10s, first_byte_timeout 60s,
@@ -136,7 +137,7 @@ export const varnishLauncher: ProxyLauncher = {
     chmodSync(work, 0o755);
     const logFile = path.join(input.dir, 'varnishd.log');
     // -F: foreground (the lab owns the process); -T none: no management port to collide with others.
-    const args = ['-F', '-n', work, '-a', `127.0.0.1:${input.port}`, '-f', file, '-s', 'malloc,256m', '-T', 'none'];
+    const args = ['-F', '-n', work, '-a', `127.0.0.1:${input.port}`, '-f', file, '-s', `malloc,${input.cacheMemory ?? '256m'}`, '-T', 'none'];
     const child = group.spawn('varnishd', bin, args, { logFile, group: true });
     await waitForPort(input.port, 20_000, child);
     return { url: `http://127.0.0.1:${input.port}`, pid: child.pid, hasExited: () => child.hasExited(), configFile: file, logFiles: [logFile], stop: () => child.stop(5000) };

@@ -13,6 +13,10 @@ const LOAD = [
   'test/fleet.test.ts',
   'test/lab-scenario.test.ts',
   'test/hardening-send.test.ts',
+  // A browser (Chromium) and multi-process instances: heavy on two cores, and their assertions wait on live rates.
+  'test/admin-dashboard.test.ts',
+  'test/edge-browser.test.ts',
+  'test/workers.test.ts',
 ];
 const load = process.env.LACQUER_TESTS === 'load';
 

@@ -2,12 +2,15 @@
 // demo logs in /tmp). Every test, and every process a test starts, gets TMPDIR pointing here; at the end the
 // directory is removed, and the run fails if a test left a `lacquer-*` entry behind, naming it, so a cleanup
 // that does not happen (a `process.on('exit')` in a worker that is never exited) is caught here.
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export default function setup(): () => void {
   const dir = mkdtempSync(join(tmpdir(), 'lacquer-test-run-'));
+  // mkdtemp makes it 0700: varnishd and nginx workers run as other users and could not reach the lab's files
+  // below it ("Cannot read -f file …/v-tuned.vcl (Permission denied)"), though the lab's own directory is 0755.
+  chmodSync(dir, 0o755);
   const before = process.env.TMPDIR;
   process.env.TMPDIR = dir;
   return () => {

@@ -75,6 +75,8 @@ export type StartOptions = {
   reusePort?: boolean;
   /** The coordinator, when the caller made it (a worker of `workers: N` talks to its primary: coord/ipc.ts). */
   coord?: Coordinator;
+  /** Applied to the file on every reload, as it was to `config` at start (a worker's share of the instance). */
+  shape?: (c: Config) => Config;
 };
 
 /**
@@ -115,7 +117,7 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
       // In-flight requests hold the old pools; undici's close() lets them finish before the sockets go.
       void Promise.all([...old.pools.values()].map((p) => p.close()));
     },
-  });
+  }, opts.shape);
   const persist = config.cache.persist;
   const snapshots = persist ? new Snapshots(ctx.store, persist.path, log.logger) : undefined;
   const plane = createPlane(config, () => ctx, { config: manager });

@@ -5,6 +5,7 @@ import { ConfigError, validateConfig } from '../src/config/load.ts';
 import { adminAuth } from '../src/admin/auth.ts';
 import { startHarness, type Harness } from './helpers.ts';
 import { admin, until } from './admin-helpers.ts';
+import { parseHead, rawExchange } from './raw-client.ts';
 import type { IncomingMessage } from 'node:http';
 
 const TOKEN = 'test-admin-token-0123456789';
@@ -109,6 +110,13 @@ describe('admin auth', () => {
     expect(r.status).toBe(405);
     expect(r.headers.allow).toBe('PUT');
     expect((await admin(h, '/api/stats', { method: 'POST' })).status).toBe(405);
+    // `//` is a path, not an authority without a host: it was a 500 (and an error log line).
+    const port = Number(new URL(h.proxy.plane.admin!.url).port);
+    for (const target of ['//', '//api/stats', '//evil.example/x']) {
+      const raw = await rawExchange(port, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`);
+      expect(parseHead(raw).status, target).toBe(404);
+    }
+    expect(h.log.lines.some((l) => l.msg === 'admin request failed')).toBe(false);
   });
 });
 

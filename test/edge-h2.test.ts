@@ -156,6 +156,21 @@ describe('HTTP/2 to clients', () => {
     expect(total).toBe(4);
   });
 
+  it('HEAD on a miss (a GET to the origin, stored): no body, the stream closes, its access line is written and nothing stays in flight', async () => {
+    e = await startEdge(origin, { listen: tlsListener() });
+    client = await connect(e);
+    const head = await h2get(client, '/head-miss', { ':method': 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.body).toBe('');
+    expect(head.headers['cache-status']).toBe('lacquer; fwd=uri-miss; fwd-status=200; stored');
+    const get = await h2get(client, '/head-miss');
+    expect(get.body).toBe('page /head-miss');
+    expect(e.count('/head-miss')).toBe(1);
+    await expect.poll(() => e!.log.access().length).toBe(2);
+    expect(e.log.access().map((l) => [l.method, l.status])).toEqual([['HEAD', 200], ['GET', 200]]);
+    expect(e.proxy.listener.inflight()).toBe(0);
+  });
+
   it('limits: SETTINGS cap concurrent streams and the header list; a request over the header limit is refused', async () => {
     e = await startEdge(origin, { listen: tlsListener(), limits: { request_header_size: '8KiB' } });
     client = await connect(e);

@@ -54,6 +54,9 @@ describe('failure classes (FAILURES.md), one per class', () => {
     const { line, error } = await reportOf('req-refused-1');
     expect(line.status).toBe(503);
     expect(line.served).toBe('synth');
+    // The explained page is what the client got: its size is in the line (it said 0, as if nothing went out).
+    expect(line.bytes).toBe(r.raw.length);
+    expect(line.bytes).toBeGreaterThan(100);
     expectReport(error, { cls: 'connection_refused', phase: 'connect', code: /^ECONNREFUSED$/, port: h.origins[0]!.port, headersReceived: false });
     expect(error.served).toBe('synthetic-error');
     expect(error.bytes_received).toBe(0);

@@ -100,6 +100,15 @@ describe('workers: 2', () => {
     expect(paged.map((r) => r.status)).toEqual(Array(6).fill(503));
   }, 40_000);
 
+  it('a reload of the unchanged file asks for no restart: each worker shapes the file like at start (its share of cache.memory)', async () => {
+    const { admin } = await serveWorkers({ '/r': { kind: 'normal', cacheControl: 'max-age=600', body: 'r\n' } });
+    const r = await fetch(`${admin}/api/reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
+    const body = (await r.json()) as { ok: boolean; restart_required: string[]; warnings: string[] };
+    // It said `cache.memory changed (… → …): needs a restart` on every reload: the file's whole memory against a worker's share.
+    expect(body).toMatchObject({ ok: true, restart_required: [], warnings: [] });
+    expect(proc!.stderr()).not.toMatch(/restart needed|refused/);
+  }, 40_000);
+
   it('runs the active health probes once per instance, not once per worker', async () => {
     await serveWorkers({ '/health': { kind: 'normal', cacheControl: 'no-store', body: 'ok\n' } }, { yaml: 'probes:\n  enabled: true\n  path: /health\n  interval: 200ms\n' });
     const from = origin!.count('/health');

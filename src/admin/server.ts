@@ -67,7 +67,11 @@ export async function startAdmin(d: Omit<AdminDeps, 'tokenRequired'>, listen: st
   });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://admin');
+    // The target is a path (RFC 9112 §3.2.1 origin-form): read as a URL reference, `//` was an authority with
+    // no host and new URL() threw (a 500 and an error line for a mistyped address); what does not parse is a 400.
+    const target = req.url ?? '/';
+    const url = URL.parse(target.startsWith('/') ? `http://admin${target}` : target, 'http://admin');
+    if (!url) return send(res, { status: 400, body: { error: 'bad_request', message: `not a request target: ${JSON.stringify(target.slice(0, 200))}` } });
     const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
     const head = req.method === 'HEAD';
     // The dashboard shell and bundle carry no data (every figure comes from the API, with the token): served

@@ -90,7 +90,8 @@ export async function serveCommand(file: string, o: { workers?: string } = {}): 
   const index = Number(process.env.LACQUER_WORKER_INDEX ?? 0);
   const worker = cluster.isWorker ? { index, config: workerConfig(config, index, n) } : undefined;
   const coord = worker ? new IpcCoordinator(process as unknown as ConstructorParameters<typeof IpcCoordinator>[0], { maxObjectBytes: Math.floor(worker.config.cache.memory * config.cache.max_object_share) }) : undefined;
-  const proxy = await startOrExit(worker?.config ?? config, file, { coord, reusePort: worker !== undefined && process.env.LACQUER_REUSEPORT === '1' });
+  const shape = worker ? (c: Config) => workerConfig(c, index, n) : undefined;
+  const proxy = await startOrExit(worker?.config ?? config, file, { coord, shape, reusePort: worker !== undefined && process.env.LACQUER_REUSEPORT === '1' });
   const backends = [...proxy.ctx.pools.values()].flatMap((p) => p.backends.map((b) => `${p.name}/${b.name} ${maskText(b.origin)}`));
   proxy.ctx.log.logger.info(
     { listen: proxy.listener.address, listeners: proxy.listeners.length > 1 ? proxy.listeners.map((l) => l.url) : undefined, admin: proxy.plane.admin?.url, backends },

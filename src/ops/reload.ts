@@ -54,8 +54,12 @@ export class ConfigManager {
   /** The configuration the process started with: what restart-only settings still run with. */
   readonly #boot: Config;
 
-  constructor(initial: Config, file: string | undefined, switcher: Switcher) {
+  /** What this process makes of the file (a worker of `workers: N`: its share of cache.memory, no admin plane). */
+  readonly #shape: (c: Config) => Config;
+
+  constructor(initial: Config, file: string | undefined, switcher: Switcher, shape: (c: Config) => Config = (c) => c) {
     this.file = file;
+    this.#shape = shape;
     this.#boot = initial;
     this.#switcher = switcher;
     this.#history.push({ version: 1, appliedAt: new Date().toISOString(), source: 'start', config: initial });
@@ -75,7 +79,10 @@ export class ConfigManager {
       if (!this.file) return { ok: false, reason: 'no configuration file: this proxy was started without one' };
       let next: Config;
       try {
-        next = loadConfigFile(this.file);
+        // Shaped like the start-up config: a worker compared the file's whole cache.memory with its share and
+        // warned of a change on every reload ("cache.memory changed (117440512 → 268435456)"), and a worker
+        // without the admin plane was switched to a config that has one.
+        next = this.#shape(loadConfigFile(this.file));
       } catch (err) {
         if (err instanceof ConfigError) return { ok: false, reason: `${this.file} is invalid; the running configuration is kept`, problems: err.problems.map(formatProblem) };
         throw err;

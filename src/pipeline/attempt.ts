@@ -325,6 +325,11 @@ class Run {
     }
     if (this.#client === 'held') this.#commit();
     if (this.#client !== 'streaming') return;
+    // A HEAD answered from a cache fetch (a GET, so the body can be stored) sends no body (RFC 9110 §9.3.2).
+    // Node's HTTP/1.1 response drops it; HTTP/2's ended the stream with the head, so a write there destroyed
+    // the stream without its response ever emitting 'close': the request stayed in flight for good, no access
+    // line, and a SIGTERM waited the whole drain_timeout.
+    if (client!.method === 'HEAD') return;
     client!.bytesOut += chunk.length;
     if (!client!.sink.write(chunk) && !this.#paused) {
       this.#paused = true;

@@ -75,5 +75,6 @@ ${rows}</body></html>
     'cache-status', cacheStatusValue(ctx.name, ex.cache),
     'x-request-id', ex.id,
   ]);
+  ex.bytesOut = ex.method === 'HEAD' ? 0 : Buffer.byteLength(body);
   res.end(ex.method === 'HEAD' ? undefined : body);
 }

@@ -8,7 +8,7 @@
 // Each figure: the median over rounds; columns interleaved per round. CPU is the server process's own
 // (user + system) per request, the figure least disturbed by other load on the machine.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -131,7 +131,10 @@ async function startLacquer(originPort: number): Promise<{ child: Child; tls: nu
 async function startNginxTls(originPort: number): Promise<{ child: Child; port: number }> {
   const port = await freePort();
   const prefix = join(dir, 'nginx');
-  execFileSync('mkdir', ['-p', join(prefix, 'tmp')]);
+  // The lab's nginx config keeps its temp files in nginx-tmp/; its workers (www-data when root) must reach them.
+  execFileSync('mkdir', ['-p', join(prefix, 'nginx-tmp')]);
+  chmodSync(dir, 0o755);
+  chmodSync(prefix, 0o755);
   const conf = LAUNCHERS.nginx.config({ dir: prefix, port, backends: [{ name: 'origin', host: '127.0.0.1', port: originPort }], tuning: DEFAULT_TUNING, healthPath: '/1k', cacheMemory: '256m' }, 'bench')
     .text.replace(`listen 127.0.0.1:${port};`, `listen 127.0.0.1:${port} ssl http2;\n    ssl_certificate ${cert};\n    ssl_certificate_key ${key};`)
     .replace('  gzip on;', '  gzip on;\n  gzip_types text/plain application/json application/javascript text/css;');

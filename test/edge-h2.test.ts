@@ -52,6 +52,17 @@ function origin(req: import('node:http').IncomingMessage, res: import('node:http
     });
     return;
   }
+  if (req.url === '/bigpass') {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store' });
+    res.end(Buffer.alloc(4 * 1024 * 1024, 7));
+    return;
+  }
+  if (req.url?.startsWith('/slow-pass')) {
+    res.setHeader('cache-control', 'no-store');
+    const t = setTimeout(() => res.end('slow'), 300);
+    res.on('close', () => clearTimeout(t));
+    return;
+  }
   if (req.url?.startsWith('/slow')) {
     const t = setTimeout(() => res.end('slow'), 300);
     res.on('close', () => clearTimeout(t));
@@ -169,6 +180,31 @@ describe('HTTP/2 to clients', () => {
     await expect.poll(() => e!.log.access().length).toBe(2);
     expect(e.log.access().map((l) => [l.method, l.status])).toEqual([['HEAD', 200], ['GET', 200]]);
     expect(e.proxy.listener.inflight()).toBe(0);
+  });
+
+  it('a client that goes away with streams mid-body, in flight and queued (reset with its session) frees every origin fetch and backend slot', async () => {
+    e = await startEdge(origin, { listen: tlsListener() });
+    client = await connect(e);
+    const backend = [...e.proxy.ctx.pools.values()][0]!.backends[0]!;
+    // Some streams read nothing (HTTP/2 flow control stops Lacquer's writes, their origin fetch is paused),
+    // more wait in flight or in the backend's queue (the learned limit starts at 20) on a slow origin.
+    const streams = [
+      ...Array.from({ length: 3 }, () => client!.request({ ':path': '/bigpass' })),
+      ...Array.from({ length: 60 }, (_, i) => client!.request({ ':path': `/slow-pass?${i}` })),
+    ];
+    for (const st of streams) st.on('error', () => undefined);
+    await expect.poll(() => backend.inflight, { timeout: 5000 }).toBeGreaterThanOrEqual(3);
+    await sleep(100);
+    client.destroy();
+    client = undefined;
+    // Before the fix the compatibility response reported the reset streams as finished: the paused fetches
+    // waited for a 'drain' that never came and held their slots for good.
+    await expect.poll(() => backend.inflight, { timeout: 5000 }).toBe(0);
+    expect(backend.slots.active).toBe(0);
+    await expect.poll(() => e!.proxy.listener.inflight(), { timeout: 5000 }).toBe(0);
+    const again = await connect(e);
+    client = again;
+    expect((await h2get(again, '/after')).status).toBe(200);
   });
 
   it('limits: SETTINGS cap concurrent streams and the header list; a request over the header limit is refused', async () => {

@@ -211,7 +211,10 @@ export function startListener(getContext: () => ProxyContext, spec: ListenerConf
       if (conn.closeAfter && conn.owed.size === 0) socket.end();
       closed = true;
       ex.markEnded();
-      if (!res.writableFinished) ex.markGone();
+      // Closed before the whole answer went out: the client left. HTTP/2's compatibility response reports a
+      // stream reset by the client as finished (its 'close' marks it so), so an answer never ended counts too —
+      // else a fetch writing to it waits for a 'drain' that never comes and holds its backend slot for good.
+      if (!res.writableFinished || !res.writableEnded) ex.markGone();
       if (settled) logLine();
       else late.set(logLine, performance.now() + LOG_WAIT_MS);
     });

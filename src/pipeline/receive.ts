@@ -3,19 +3,9 @@ import { parseAuthority } from '../cache/key.ts';
 import type { Exchange } from '../server/exchange.ts';
 import type { ProxyContext } from './context.ts';
 import { applyConnection } from './headers.ts';
+import { ALLOW, METHOD_TOKEN, REFUSED_METHODS } from './methods.ts';
 
-/** The standard methods, named in `Allow` when a method is refused. */
-export const KNOWN_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']);
-export const ALLOW = [...KNOWN_METHODS].join(', ');
-/**
- * Never forwarded: CONNECT would make Lacquer an open tunnel; TRACE reflects the request, credentials
- * included, back to the client (RFC 9110 §9.3.8). Any other method is forwarded as a pass — extension
- * methods such as PROPFIND or M-SEARCH too (RFC 9110 §9.1: a proxy forwards methods it does not know) —
- * and invalidates the URI when it may be unsafe (RFC 9111 §4.4, steps.ts).
- */
-const REFUSED_METHODS: ReadonlySet<string> = new Set(['CONNECT', 'TRACE']);
-/** RFC 9110 §9.1: method = token. */
-const METHOD_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+export { ALLOW };
 
 export type Refusal = { status: number; text: string; headers?: string[] };
 

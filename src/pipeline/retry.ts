@@ -13,13 +13,8 @@
 // so is a first-byte timeout on a backend already failing in a row (a black hole), `on_timeout` or not.
 import type { RetryPolicy } from '../config/schema.ts';
 import type { ProxyError } from '../errors.ts';
+import { isIdempotent } from './methods.ts';
 
-/** RFC 9110 §9.2.2: methods whose repetition has the same effect as one request. */
-const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-
-export function isIdempotent(method: string): boolean {
-  return IDEMPOTENT.has(method);
-}
 
 export type RetryInput = {
   /** Why the attempt failed; undefined when the origin answered with `status`. */
@@ -94,7 +89,7 @@ function reasonFor(i: RetryInput): RetryReason | RetryDecision {
   const e = i.error;
   // Nothing reached the origin (dns, connect, tls, its connection queue): safe for any method.
   if (e?.nothingSent) return i.otherBackend ? 'connect' : no('no-other-backend');
-  if (!IDEMPOTENT.has(i.method)) return no('not-idempotent');
+  if (!isIdempotent(i.method)) return no('not-idempotent');
   if (!i.replayable) return no('not-replayable');
   if (e) {
     if (e.type === 'connection_terminated') {

@@ -18,6 +18,7 @@ import type { ProxyContext } from './context.ts';
 import { deliverObject, deliverSimple } from './deliver.ts';
 import { forward, type ForwardPlan } from './forward.ts';
 import { lookup, type LookupOutcome } from './lookup.ts';
+import { isSafe } from './methods.ts';
 import { receive } from './receive.ts';
 import { deliverMaintenancePage, serveStaleOnly } from './maintenance.ts';
 import { route, type Route } from './route.ts';
@@ -64,15 +65,9 @@ export async function handle(ctx: ProxyContext, ex: Exchange, body: Readable | n
     }
   }
   await forward(ctx, { pool: r.pool, route: r, primary: undefined, stale: undefined, flight: undefined, fwd: ex.method === 'GET' || ex.method === 'HEAD' ? 'request' : 'method', client: ex, source: ex, body });
-  if (!SAFE_METHODS.has(ex.method)) invalidateAfterUnsafe(ctx, ex);
+  if (!isSafe(ex.method)) invalidateAfterUnsafe(ctx, ex);
 }
 
-/**
- * Methods known to be safe (RFC 9110 §9.2.1; PROPFIND RFC 4918 §9.1, REPORT RFC 3253 §3.6, SEARCH RFC 5323 §2):
- * their answers do not invalidate. Everything else — POST, PUT, DELETE, PATCH and methods whose safety is
- * unknown, such as M-SEARCH — does (RFC 9111 §4.4).
- */
-const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PROPFIND', 'REPORT', 'SEARCH', 'QUERY']);
 
 /** Coalesce: join an identical in-flight fetch, or lead one. */
 async function miss(ctx: ProxyContext, ex: Exchange, r: Route, l: Extract<LookupOutcome, { kind: 'miss' }>): Promise<void> {

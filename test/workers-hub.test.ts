@@ -4,6 +4,11 @@
 import { describe, expect, it } from 'vitest';
 import type { IpcDown } from '../src/coord/ipc.ts';
 import type { SharedObject } from '../src/coord/types.ts';
+import { CACHE_LABELS } from '../src/observe/classify.ts';
+import { quantile, record } from '../src/observe/histogram.ts';
+import { mergePools } from '../src/observe/instance.ts';
+import { Timeline, type RemoteSecond } from '../src/observe/timeline.ts';
+import type { BackendSnapshot, PoolSnapshot } from '../src/upstream/state.ts';
 import { memorySplit, PrimaryHub, workerExecArgv } from '../src/workers/primary.ts';
 
 function hub(workers = [1, 2, 3]) {
@@ -96,5 +101,94 @@ describe('PrimaryHub (workers: the primary)', () => {
   it('splits cache.memory: an eighth (at most 64 MiB) for the hand-off store, the rest evenly between workers', () => {
     expect(memorySplit(256 * 1024 * 1024, 2)).toEqual({ handoff: 32 * 1024 * 1024, perWorker: 112 * 1024 * 1024 });
     expect(memorySplit(1024 * 1024 * 1024, 4).handoff).toBe(64 * 1024 * 1024);
+  });
+});
+
+/** A closed second as a worker sends it: `ms` the latencies of its requests (some 5xx), one backend's TTFBs. */
+function second(t: number, ms: number[], o: { e5xx?: number; ttfb?: number[]; rss?: number } = {}): RemoteSecond {
+  const latency = new Map<number, number>();
+  for (const v of ms) record(latency, v);
+  const ttfb = new Map<number, number>();
+  for (const v of o.ttfb ?? []) record(ttfb, v);
+  const cache = Object.fromEntries(CACHE_LABELS.map((l) => [l, 0])) as RemoteSecond['cache'];
+  cache.miss = ms.length;
+  const e5xx = o.e5xx ?? 0;
+  return {
+    t, requests: ms.length, cache, s5xx: e5xx, e5xx: e5xx ? { origin_5xx: e5xx } : {}, failures: {}, attempts: ms.length, attemptFailures: 0, latency,
+    backends: new Map([['default/app1', { ttfb, ok: ms.length, failed: 0 }]]), eldP99Ms: 1, sample: { cpu: 10, rss: o.rss ?? 100, heap: 50, cacheBytes: 7, cacheMax: 70 },
+  };
+}
+
+describe('the instance timeline (workers: the admin worker merges the others\u2019 seconds)', () => {
+  const t0 = 1_800_000_000;
+  const sample = { cpuPercent: 5, rssBytes: 1000, heapUsedBytes: 500, eldP99Ms: 2, eldMaxMs: 3, cacheBytes: 1, cacheMax: 10 };
+
+  it('sums counts and merges latency histograms (a percentile of the union, never an average of percentiles)', () => {
+    const tl = new Timeline(() => 'default', t0 * 1000);
+    // Worker 1: 90 fast requests; worker 2: 10 slow ones. The union's p50 is fast and its p99 slow; averaging
+    // each worker's p99 would give neither.
+    tl.merge('worker1', [second(t0, Array(90).fill(5), { ttfb: Array(90).fill(4) })]);
+    tl.merge('worker2', [second(t0, Array(10).fill(800), { e5xx: 3, ttfb: Array(10).fill(700) })]);
+    const w = tl.window(60_000, (t0 + 1) * 1000);
+    expect(w.requests).toBe(100);
+    expect(w.s5xx).toBe(3);
+    expect(w.cache.miss).toBe(100);
+    const union = new Map<number, number>();
+    for (const v of [...Array(90).fill(5), ...Array(10).fill(800)]) record(union, v);
+    expect(quantile(w.latency, 0.5)).toBe(quantile(union, 0.5));
+    expect(quantile(w.latency, 0.99)).toBe(quantile(union, 0.99));
+    expect(quantile(w.latency, 0.99)!).toBeGreaterThan(700);
+    expect(quantile(w.backends.get('default/app1')!.ttfb, 0.5)!).toBeLessThan(5);
+  });
+
+  it('counts each resent second once, and makes chart points late enough for the others\u2019 part', () => {
+    const tl = new Timeline(() => 'default', t0 * 1000);
+    tl.pointLagSeconds = 2;
+    const a = second(t0, [5, 5]);
+    const b = second(t0 + 1, [5]);
+    tl.merge('worker1', [a]);
+    tl.merge('worker1', [a, b]); // the next gather resends t0
+    expect(tl.window(60_000, (t0 + 2) * 1000).requests).toBe(3);
+    // The admin worker's own seconds: t0 (closed at t0+1), t0+1, t0+2. Points come 2 s after their second.
+    expect(tl.tick(sample, (t0 + 1) * 1000)).toEqual([]);
+    expect(tl.tick(sample, (t0 + 2) * 1000)).toEqual([]);
+    const points = tl.tick(sample, (t0 + 3) * 1000);
+    expect(points.map((p) => p.t)).toEqual([t0]);
+    // Worker 1's part is in: its 2 requests and its process figures summed with the admin worker's.
+    expect(points[0]!.cache.miss).toBe(2);
+    expect(points[0]!.rss).toBe(1000 + 100);
+    expect(points[0]!.cacheBytes).toBe(1 + 7);
+    // Without other workers (pointLagSeconds 0) each tick makes its own second's point at once.
+    const alone = new Timeline(() => 'default', t0 * 1000);
+    expect(alone.tick(sample, (t0 + 1) * 1000).map((p) => p.t)).toEqual([t0]);
+  });
+
+  it('the hand-off store says what it holds (for /api/stats)', () => {
+    const { h } = hub();
+    h.handle(1, { t: 'put', object: obj('h/a', 'AAAA'), ttlMs: 60_000 });
+    h.handle(1, { t: 'put', object: obj('h/b', 'BB'), ttlMs: 60_000 });
+    expect(h.handoffFigures()).toEqual({ objects: 2, bytes: 4 + 512 + 2 + 512, maxBytes: 1024 * 1024 });
+  });
+});
+
+describe('the instance backends (workers: /api/backends over every worker)', () => {
+  const backend = (o: Partial<BackendSnapshot>): BackendSnapshot => ({
+    pool: 'default', name: 'app1', url: 'http://o', zone: undefined, weight: 1, state: 'healthy', override: 'auto', probeWindow: '', lastProbeError: undefined,
+    inflight: 0, maxConnections: 10, queueLength: 0, ejections: 0, ttfbP50: undefined, ttfbP99: undefined, firstByteTimeout: 1000, errorsByClass: {}, requests: 0, ...o,
+  });
+  const pool = (b: BackendSnapshot[]): PoolSnapshot => ({ name: 'default', director: 'round-robin', healthy: b.filter((x) => x.state === 'healthy').length, total: b.length, panic: false, backends: b });
+
+  it('sums in-flight, queues and limits, shows the worst passive state and each worker\u2019s part', () => {
+    const merged = mergePools([
+      { worker: 0, pools: [pool([backend({ inflight: 1, queueLength: 0, requests: 5, errorsByClass: { http_response_timeout: 1 } })])] },
+      { worker: 1, pools: [pool([backend({ inflight: 3, queueLength: 2, requests: 7, state: 'ejected', consecutiveFailures: 5, failures: 5, ejections: 1, errorsByClass: { http_response_timeout: 2 } })])] },
+    ]);
+    const b = merged[0]!.backends[0]!;
+    expect(b).toMatchObject({ inflight: 4, queueLength: 2, maxConnections: 20, requests: 12, state: 'ejected', consecutiveFailures: 5, failures: 5, ejections: 1, errorsByClass: { http_response_timeout: 3 } });
+    expect(b.workers!.map((w) => [w.worker, w.state, w.inflight])).toEqual([[0, 'healthy', 1], [1, 'ejected', 3]]);
+    expect(merged[0]!.healthy).toBe(0);
+    // One process: its snapshots as they are.
+    const single = [pool([backend({ inflight: 2 })])];
+    expect(mergePools([{ worker: 0, pools: single }])).toBe(single);
   });
 });

@@ -2,7 +2,8 @@
 // connections spread round-robin). What one process does must hold across workers: one origin request for
 // concurrent misses, a purge reaching every worker before the admin API answers, a crashed worker replaced
 // while the other keeps serving. Every request goes on a new connection, so both workers take requests.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +54,64 @@ async function serveWorkers(behaviours: NonNullable<Parameters<typeof startOrigi
 }
 
 const get = (port: number, path: string) => rawRequest(`http://127.0.0.1:${port}${path}`, { timeoutMs: 10_000 });
+const api = async <T>(admin: string, path: string): Promise<T> => (await (await fetch(`${admin}${path}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as T;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `read` until `ok` holds (bounded: the admin worker gathers the others' figures once a second); returns the last value. */
+async function until<T>(read: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  let v = await read();
+  while (!ok(v) && Date.now() < end) {
+    await sleep(150);
+    v = await read();
+  }
+  return v;
+}
+
+/** The process (among `pids`) that holds the proxy's end of the connection whose client port is `clientPort` (Linux /proc). */
+function ownerOf(proxyPort: number, clientPort: number, pids: number[]): number | undefined {
+  const hex = (p: number) => p.toString(16).toUpperCase().padStart(4, '0');
+  const row = readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)).find((f) => f.length > 9 && f[1]!.endsWith(`:${hex(proxyPort)}`) && f[2]!.endsWith(`:${hex(clientPort)}`));
+  if (!row) return undefined;
+  for (const pid of pids) {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`) === `socket:[${row[9]}]`) return pid;
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A keep-alive connection served by worker `index`: connections are opened (cluster round-robin spreads
+ * them) until one is held by that worker's process. `get` sends requests on it.
+ */
+async function connectionOn(port: number, pids: number[], index: number) {
+  for (let attempt = 0; attempt < 12; attempt++) {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const send = (path: string) =>
+      new Promise<{ status: number; body: string; socket: net.Socket }>((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode!, body, socket: req.socket! }));
+        });
+        req.on('error', reject);
+      });
+    const first = await send('/whoami');
+    let owner: number | undefined;
+    for (let i = 0; i < 20 && owner === undefined; i++) {
+      owner = ownerOf(port, first.socket.localPort!, pids);
+      if (owner === undefined) await sleep(50);
+    }
+    if (owner === pids[index]) return { send, close: () => agent.destroy() };
+    agent.destroy();
+  }
+  throw new Error(`no connection landed on worker ${index}`);
+}
 
 describe('workers: 2', () => {
   it('coalesces concurrent misses across workers into one origin request (SO_REUSEPORT: the kernel spreads connections)', async () => {
@@ -147,6 +206,65 @@ describe('workers: 2', () => {
     }
     expect(total).toBe(6);
   }, 40_000);
+
+  it('the timeline (1-minute figures, dashboard charts) and the alerts count the requests of every worker', async () => {
+    const { port, admin, pids } = await serveWorkers(
+      { '/ok': { kind: 'normal', cacheControl: 'no-store', body: 'ok\n' }, '/whoami': { kind: 'normal', cacheControl: 'no-store', body: 'me\n' }, '/bad': { kind: 'error', status: 500 } },
+      { yaml: 'alerts:\n  interval: 200ms\n  rules:\n    - name: errors\n      when: error_rate > 20%\n' },
+    );
+    // 10 requests on 10 connections: round-robin gives each worker about half.
+    const N = 10;
+    for (let i = 0; i < N; i++) expect((await get(port, '/ok')).status).toBe(200);
+    type Dash = { why: { requests: number }; stats: { rates_1m: { latency_p50_ms: number | null } }; points: { cache: Record<string, number> }[] };
+    const dash = () => api<Dash>(admin, '/api/dashboard');
+    // The last minute (why.requests) counts all 10, not the admin worker's half.
+    const d1 = await until(dash, (d) => d.why.requests >= N);
+    expect(d1.why.requests).toBe(N);
+    expect(d1.stats.rates_1m.latency_p50_ms).not.toBeNull();
+    // The charts too, a few seconds late (each point waits for the other workers' part of its second).
+    const charted = (d: Dash) => d.points.reduce((a, p) => a + Object.values(p.cache).reduce((x, y) => x + y, 0), 0);
+    const d2 = await until(dash, (d) => charted(d) >= N, 15_000);
+    expect(charted(d2)).toBe(N);
+    // 5xx answered by worker 1 only: the admin worker itself answers none, yet the rule fires.
+    const c = await connectionOn(port, pids, 1);
+    try {
+      for (let i = 0; i < 6; i++) expect((await c.send('/bad')).status).toBe(500);
+    } finally {
+      c.close();
+    }
+    type Alerts = { firing: string[]; rules: { name: string; value_text: string; summary: string }[] };
+    const a = await until(() => api<Alerts>(admin, '/api/alerts'), (x) => x.firing.includes('errors'));
+    expect(a.firing, JSON.stringify(a.rules)).toContain('errors');
+  }, 60_000);
+
+  it('/api/stats sums the cache over every worker (and says what the hand-off store holds); /api/backends counts a request in flight on worker 1', async () => {
+    const { port, admin, pids } = await serveWorkers({
+      '/c': { kind: 'normal', cacheControl: 'max-age=600', body: 'x'.repeat(2000) },
+      '/whoami': { kind: 'normal', cacheControl: 'no-store', body: 'me\n' },
+      '/slow': { kind: 'slow', firstByteMs: 6000, then: { cacheControl: 'no-store', body: 'late\n' } },
+    });
+    const c = await connectionOn(port, pids, 1);
+    try {
+      // Stored by worker 1 only (the admin worker never asked for it).
+      expect((await c.send('/c')).status).toBe(200);
+      type Stats = { workers: number; cache: { objects: number; bytes: number; handoff: { objects: number } | null } };
+      const s = await until(() => api<Stats>(admin, '/api/stats'), (x) => x.cache.objects >= 1 && x.workers === 2);
+      expect(s.cache.objects).toBe(1);
+      expect(s.workers).toBe(2);
+      expect(s.cache.bytes).toBeGreaterThan(2000);
+      expect(s.cache.handoff?.objects).toBe(1);
+      // A slow request held on worker 1: the instance's in-flight count for the backend includes it.
+      const slow = c.send('/slow');
+      type Backends = { pools: { backends: { name: string; inflight: number; workers?: { worker: number; inflight: number }[] }[] }[] };
+      const b = await until(() => api<Backends>(admin, '/api/backends'), (x) => x.pools[0]!.backends[0]!.inflight >= 1, 5000);
+      const app1 = b.pools[0]!.backends[0]!;
+      expect(app1.inflight).toBe(1);
+      expect(app1.workers?.map((w) => [w.worker, w.inflight])).toEqual([[0, 0], [1, 1]]);
+      expect((await slow).status).toBe(200);
+    } finally {
+      c.close();
+    }
+  }, 60_000);
 
   it('replaces a worker that dies, and the other keeps serving meanwhile', async () => {
     const { port, pids } = await serveWorkers({ '/p': { kind: 'normal', cacheControl: 'max-age=600', body: 'p\n' } });

@@ -3,13 +3,13 @@
 // it has drained (so /readyz and the dashboard stay up while in-flight requests finish). A reload replaces
 // the alert rules and webhooks and the admin token (issue 11 item 15: `alerts` changes were silently ignored);
 // the admin listener's address and switch are bound at start.
+import cluster from 'node:cluster';
 import type { ConfigManager } from '../ops/reload.ts';
 import type { Config } from '../config/schema.ts';
 import type { ProxyContext } from '../pipeline/context.ts';
 import type { Exchange } from '../server/exchange.ts';
 import { AlertEngine } from '../observe/alerts.ts';
 import { Observer } from '../observe/observer.ts';
-import { snapshots } from '../observe/pools.ts';
 import { WebhookSender } from '../observe/webhooks.ts';
 import { startAdmin, type AdminServer } from './server.ts';
 
@@ -38,7 +38,7 @@ export function createPlane(config: Config, ctx: () => ProxyContext, ops?: { con
     new WebhookSender(a.webhooks, { timeoutMs: a.delivery_timeout, retries: a.delivery_retries, backoffMs: a.delivery_backoff }, logger, (r) => observer.metrics.recordNotification(r));
   let webhooks = senderFor(config.alerts);
   const engineFor = (a: Config['alerts'], c: Config, sender: WebhookSender) =>
-    new AlertEngine(a, c.proxy.name, { timeline: observer.timeline, pools: () => snapshots(ctx()) }, sender, logger);
+    new AlertEngine(a, c.proxy.name, { timeline: observer.timeline, pools: () => observer.instancePools() }, sender, logger);
   let alerts = engineFor(config.alerts, config, webhooks);
   observer.alertStates = () => alerts.states();
   const plane: Plane = {
@@ -59,7 +59,8 @@ export function createPlane(config: Config, ctx: () => ProxyContext, ops?: { con
       if (!config.admin.enabled) return;
       const listen = adminListen ?? config.admin.listen;
       plane.admin = await startAdmin({ ctx, observer, alerts: () => alerts, webhooks: () => webhooks, inflight: fn, ops }, listen, () => current.admin.token);
-      logger.info({ admin: plane.admin.address }, `admin plane and dashboard on ${plane.admin.url}/`);
+      // A worker of `workers: N` (admin on worker 0): the primary's one start line names the admin plane.
+      logger[cluster.isWorker ? 'debug' : 'info']({ admin: plane.admin.address }, `admin plane and dashboard on ${plane.admin.url}/`);
     },
     reconfigure(next) {
       const before = current;

@@ -7,11 +7,12 @@ import type { AlertEngine } from '../observe/alerts.ts';
 import { CACHE_LABELS } from '../observe/classify.ts';
 import { count, quantile } from '../observe/histogram.ts';
 import type { Observer } from '../observe/observer.ts';
+import type { InstancePool, WorkerBackend } from '../observe/instance.ts';
 import { snapshots } from '../observe/pools.ts';
 import { hitRatio, type Point } from '../observe/timeline.ts';
 import type { WebhookSender } from '../observe/webhooks.ts';
 import type { FailureReport } from '../observe/access-log.ts';
-import type { BackendSnapshot, PoolSnapshot } from '../upstream/state.ts';
+import type { BackendSnapshot } from '../upstream/state.ts';
 
 export type AdminDeps = {
   ctx: () => ProxyContext;
@@ -59,6 +60,12 @@ export type BackendRow = {
   /** Passive health: failures in a row, all failures counted (errors and failure statuses), ejections it
    *  wanted that the pool refused (never the last healthy capacity) and why. */
   passive: { consecutive_failures: number; failures: number; ejections_refused: number; ejection_refused_why: string | null };
+  /**
+   * workers (issue 12): each worker's part, when there is more than one. The figures above are the instance's:
+   * in-flight, queue, limits, requests, errors and failures summed; `state` the worst any worker holds
+   * (passive health is judged per worker); consecutive failures and queue waits the worst worker's.
+   */
+  workers?: WorkerBackend[];
 };
 
 export type PoolView = {
@@ -74,8 +81,9 @@ export type PoolView = {
 
 const r1 = (v: number | undefined) => (v === undefined ? null : Math.round(v * 10) / 10);
 
-export function backendsView(d: AdminDeps, pools: PoolSnapshot[] = snapshots(d.ctx())): PoolView[] {
+export function backendsView(d: AdminDeps, pools: InstancePool[] = d.observer.instancePools()): PoolView[] {
   const w = d.observer.timeline.window(TTFB_WINDOW_MS);
+  const backendErrors = d.observer.instanceTotals().backendErrors;
   return pools.map((p) => ({
     name: p.name,
     director: p.director,
@@ -87,7 +95,9 @@ export function backendsView(d: AdminDeps, pools: PoolSnapshot[] = snapshots(d.c
       const key = `${p.name}/${b.name}`;
       const mine = w.backends.get(key);
       const has = mine !== undefined && count(mine.ttfb) > 0;
-      const errors = Object.keys(b.errorsByClass).length ? b.errorsByClass : (d.observer.totals.backendErrors[key] ?? {});
+      const errors = Object.keys(b.errorsByClass).length ? b.errorsByClass : (backendErrors[key] ?? {});
+      // With workers, the timeline's histograms merged over every worker beat the worst worker's own figure.
+      const merged = b.workers !== undefined && has;
       return {
         pool: p.name,
         name: b.name,
@@ -107,12 +117,13 @@ export function backendsView(d: AdminDeps, pools: PoolSnapshot[] = snapshots(d.c
         queue_wait_ms_mean: r1(b.queueWaits?.recentMeanMs) ?? 0,
         queue_wait_ms_max: r1(b.queueWaits?.recentMaxMs) ?? 0,
         ejections: b.ejections,
-        ttfb_p50_ms: r1(b.ttfbP50 ?? (has ? quantile(mine.ttfb, 0.5) : undefined)),
-        ttfb_p99_ms: r1(b.ttfbP99 ?? (has ? quantile(mine.ttfb, 0.99) : undefined)),
+        ttfb_p50_ms: r1((merged ? undefined : b.ttfbP50) ?? (has ? quantile(mine.ttfb, 0.5) : undefined)),
+        ttfb_p99_ms: r1((merged ? undefined : b.ttfbP99) ?? (has ? quantile(mine.ttfb, 0.99) : undefined)),
         first_byte_timeout_ms: b.firstByteTimeout,
         errors_by_class: errors,
         requests: b.requests,
         passive: { consecutive_failures: b.consecutiveFailures ?? 0, failures: b.failures ?? 0, ejections_refused: b.ejectionsRefused ?? 0, ejection_refused_why: b.ejectionRefusedWhy ?? null },
+        ...(b.workers ? { workers: b.workers } : {}),
       };
     }),
   }));
@@ -143,8 +154,9 @@ export function statsView(d: AdminDeps) {
   const o = d.observer;
   const t = o.instanceTotals(); // every worker's, with `workers: N`
   const ctx = d.ctx();
-  const store = ctx.store.stats();
-  const w = o.timeline.window(60_000);
+  const store = o.instanceStore(); // every worker's cache, with `workers: N`
+  const handoff = o.handoff?.();
+  const w = o.timeline.window(60_000); // merged over every worker (timeline.ts)
   // Over the last minute, or since start when younger.
   const secs = Math.max(1, Math.min(60, (Date.now() - o.startedAt) / 1000));
   const proc = o.process.last();
@@ -153,7 +165,9 @@ export function statsView(d: AdminDeps) {
   const hr1 = hitRatio(w.cache);
   return {
     uptime_s: Math.round((Date.now() - o.startedAt) / 1000),
-    inflight: d.inflight(),
+    inflight: o.instanceInflight(),
+    /** Worker processes whose figures are included (1: a single process). */
+    workers: 1 + (o.others?.().length ?? 0),
     requests: {
       total: t.requests,
       by_cache_status: t.byCache,
@@ -183,6 +197,8 @@ export function statsView(d: AdminDeps) {
       fill: store.maxBytes ? Math.round((store.bytes / store.maxBytes) * 10000) / 10000 : 0,
       objects: store.objects,
       evictions: store.evictions,
+      /** workers: the primary's hand-off store (objects kept ≤ 10 s for other workers to take), apart from the above. */
+      handoff: handoff ? { objects: handoff.objects, bytes: handoff.bytes, max_bytes: handoff.maxBytes } : null,
     },
     /** The fleet's Redis (null without `fleet`): up or serving alone, and its errors by operation. */
     fleet: ctx.coord.shared ? ctx.coord.status() : null,

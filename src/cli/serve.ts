@@ -93,8 +93,9 @@ export async function serveCommand(file: string, o: { workers?: string } = {}): 
   const shape = worker ? (c: Config) => workerConfig(c, index, n) : undefined;
   const proxy = await startOrExit(worker?.config ?? config, file, { coord, shape, reusePort: worker !== undefined && process.env.LACQUER_REUSEPORT === '1' });
   const backends = [...proxy.ctx.pools.values()].flatMap((p) => p.backends.map((b) => `${p.name}/${b.name} ${maskText(b.origin)}`));
-  proxy.ctx.log.logger.info(
-    { listen: proxy.listener.address, listeners: proxy.listeners.length > 1 ? proxy.listeners.map((l) => l.url) : undefined, admin: proxy.plane.admin?.url, backends },
+  // With workers the primary says once that the instance listens (workers/primary.ts); each worker's own line is detail.
+  proxy.ctx.log.logger[worker ? 'debug' : 'info'](
+    { worker: worker?.index, listen: proxy.listener.address, listeners: proxy.listeners.length > 1 ? proxy.listeners.map((l) => l.url) : undefined, admin: proxy.plane.admin?.url, backends },
     `lacquer listening on ${proxy.listeners.map((l) => (l.url.startsWith('https') ? l.url : l.address)).join(', ')}, backends ${backends.join(', ')}`,
   );
   // SIGHUP re-reads the file: validated, switched atomically, or refused with the running config kept.

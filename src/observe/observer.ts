@@ -5,9 +5,12 @@ import type { ProxyContext } from '../pipeline/context.ts';
 import type { Exchange } from '../server/exchange.ts';
 import { CACHE_LABELS, cacheLabel, fiveXxClass, staleReason, statusClass, type CacheLabel } from './classify.ts';
 import { Metrics } from './metrics.ts';
+import type { StoreStats } from '../cache/store.ts';
+import type { PoolSnapshot } from '../upstream/state.ts';
+import { mergePools, sumStores, type InstancePool } from './instance.ts';
 import { PoolIndex, snapshots } from './pools.ts';
 import { ProcessSampler } from './process-stats.ts';
-import { Timeline, type Point } from './timeline.ts';
+import { Timeline, type Point, type RemoteSecond } from './timeline.ts';
 import { TopPaths } from './top-paths.ts';
 
 /** Counts since start, for /api/stats. */
@@ -28,6 +31,24 @@ export type Totals = {
 };
 
 const TICK_MS = 1000;
+
+/** What every other worker sends the admin worker once a second (workers/worker.ts), and what it is used for. */
+export type WorkerFigures = {
+  worker: number;
+  /** /api/stats totals. */
+  totals: Totals;
+  /** /api/stats cache size. */
+  store: StoreStats;
+  /** /api/stats in-flight requests. */
+  inflight: number;
+  /** /api/backends: in-flight, queues, limits and passive health per backend. */
+  pools: PoolSnapshot[];
+  /** Its last closed seconds, merged into the admin worker's timeline (charts, 1-minute rates, alerts). */
+  seconds: RemoteSecond[];
+};
+
+/** The primary's hand-off store (workers/primary.ts), shown beside the workers' caches. */
+export type HandoffFigures = { objects: number; bytes: number; maxBytes: number };
 
 /** Adds every number of `from` into `into`, recursively (Totals are nested records of counts). */
 function addTotals(into: Record<string, unknown>, from: Record<string, unknown>): void {
@@ -58,6 +79,7 @@ export class Observer {
     bytesOut: 0,
   };
   readonly #ctx: () => ProxyContext;
+  readonly #inflight: () => number;
   readonly #tickListeners = new Set<(p: Point) => void>();
   #timer: NodeJS.Timeout | undefined;
   /** Alert states for the `lacquer_alert_firing` gauge; set by the alert engine once it exists. */
@@ -65,6 +87,7 @@ export class Observer {
 
   constructor(ctx: () => ProxyContext, inflight: () => number) {
     this.#ctx = ctx;
+    this.#inflight = inflight;
     this.pools = new PoolIndex(ctx);
     const poolOf = (b: string) => this.pools.poolOf(b);
     this.metrics = new Metrics({
@@ -79,16 +102,44 @@ export class Observer {
     this.timeline = new Timeline(poolOf);
   }
 
-  /** workers (issue 12): the other workers' totals, on the admin worker (workers/worker.ts). */
-  otherTotals: (() => readonly Totals[]) | undefined;
+  /** workers (issue 12): this worker's index, and the other workers' latest figures (on the admin worker). */
+  worker = 0;
+  others: (() => readonly WorkerFigures[]) | undefined;
+  /** workers: the primary's hand-off store, as last gathered. */
+  handoff: (() => HandoffFigures | undefined) | undefined;
 
   /** The totals of the whole instance: this process's, plus the other workers' when there are any. */
   instanceTotals(): Totals {
-    const others = this.otherTotals?.() ?? [];
+    const others = this.others?.() ?? [];
     if (others.length === 0) return this.totals;
     const out = structuredClone(this.totals);
-    for (const t of others) addTotals(out as unknown as Record<string, unknown>, t as unknown as Record<string, unknown>);
+    for (const o of others) addTotals(out as unknown as Record<string, unknown>, o.totals as unknown as Record<string, unknown>);
     return out;
+  }
+
+  /** The cache over every worker (the hand-off store apart: `handoff`). */
+  instanceStore(): StoreStats {
+    const own = this.#ctx().store.stats();
+    const others = this.others?.() ?? [];
+    return others.length === 0 ? own : sumStores([own, ...others.map((o) => o.store)]);
+  }
+
+  /** Requests in flight over every worker. */
+  instanceInflight(): number {
+    return (this.others?.() ?? []).reduce((a, o) => a + o.inflight, this.#inflight());
+  }
+
+  /** Every pool over every worker (instance.ts: counts summed, the worst backend state, each worker's part). */
+  instancePools(): InstancePool[] {
+    const own = snapshots(this.#ctx());
+    const others = this.others?.() ?? [];
+    if (others.length === 0) return own;
+    return mergePools([{ worker: this.worker, pools: own }, ...others.map((o) => ({ worker: o.worker, pools: o.pools }))]);
+  }
+
+  /** This worker's figures for the admin worker (workers/worker.ts); `seconds`: how many closed seconds to resend. */
+  figures(seconds: number): WorkerFigures {
+    return { worker: this.worker, totals: this.totals, store: this.#ctx().store.stats(), inflight: this.#inflight(), pools: snapshots(this.#ctx()), seconds: this.timeline.recent(seconds) };
   }
 
   /** Called once per request at response close (listener.ts). Keep it cheap: this is the hot path. */
@@ -134,18 +185,20 @@ export class Observer {
     this.#tickListeners.clear();
   }
 
-  /** Closes the current second: samples the process and the store, stores a chart point, tells listeners. */
-  tick(now = Date.now()): Point {
+  /** Closes the current second: samples the process and the store, stores the chart points due, tells listeners. */
+  tick(now = Date.now()): Point[] {
     const s = this.#ctx().store.stats();
-    const point = this.timeline.tick({ ...this.process.sample(), cacheBytes: s.bytes, cacheMax: s.maxBytes }, now);
-    for (const l of this.#tickListeners) {
-      try {
-        l(point);
-      } catch {
-        // a listener's failure (a closed SSE stream) must not stop the others
+    const points = this.timeline.tick({ ...this.process.sample(), cacheBytes: s.bytes, cacheMax: s.maxBytes }, now);
+    for (const point of points) {
+      for (const l of this.#tickListeners) {
+        try {
+          l(point);
+        } catch {
+          // a listener's failure (a closed SSE stream) must not stop the others
+        }
       }
     }
-    return point;
+    return points;
   }
 
   /** Runs `cb` after every tick; returns an unsubscribe. */

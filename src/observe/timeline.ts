@@ -2,6 +2,11 @@
 // their windows. Fed once per request at response close (a few increments into the open bucket); closed
 // once a second by the observer's tick, which also stores a chart point (rates, hit ratio, 5xx by class,
 // per-backend TTFB p50/p99 over the last 10 s, process and cache figures).
+//
+// With `workers: N` (issue 12) the admin worker's timeline is the instance's: every second it gathers the
+// other workers' closed seconds (workers/worker.ts) and `merge`s them into its own by second, counts added and
+// latency histograms merged bucket by bucket (never percentiles averaged). A remote second arrives up to ~2 s
+// after it opened, so chart points are then made `pointLagSeconds` late, once the others' part is in.
 import type { Exchange } from '../server/exchange.ts';
 import { CACHE_LABELS, cacheLabel, fiveXxClass, fromCache, isLookup, type CacheLabel } from './classify.ts';
 import { count, mergeInto, quantile, record, type Hist } from './histogram.ts';
@@ -27,7 +32,15 @@ type Second = {
   latency: Hist;
   backends: Map<string, BackendSecond>;
   eldP99Ms: number | undefined;
+  /** Process and cache figures when the second closed (summed over workers, once merged). */
+  sample: SecondSample | undefined;
 };
+
+/** What a closed second carries of its process: CPU % of one core, memory and the cache's size. */
+type SecondSample = { cpu: number; rss: number; heap: number; cacheBytes: number; cacheMax: number };
+
+/** A closed second as another worker sends it (structured-clone safe: Maps and plain records). */
+export type RemoteSecond = Second;
 
 /** One point of the dashboard charts. */
 export type Point = {
@@ -50,12 +63,52 @@ export type Point = {
 };
 
 /** Sums over a window, for alert rules and /api/stats: a Second without its timestamp, plus its length. */
-export type WindowStats = Omit<Second, 't'> & { seconds: number };
+export type WindowStats = Omit<Second, 't' | 'sample'> & { seconds: number };
 
 const zeroCache = (): Record<CacheLabel, number> => Object.fromEntries(CACHE_LABELS.map((l) => [l, 0])) as Record<CacheLabel, number>;
 
 function newSecond(t: number): Second {
-  return { t, requests: 0, cache: zeroCache(), s5xx: 0, e5xx: {}, failures: {}, attempts: 0, attemptFailures: 0, latency: new Map(), backends: new Map(), eldP99Ms: undefined };
+  return { t, requests: 0, cache: zeroCache(), s5xx: 0, e5xx: {}, failures: {}, attempts: 0, attemptFailures: 0, latency: new Map(), backends: new Map(), eldP99Ms: undefined, sample: undefined };
+}
+
+/** Adds `from` into `into` (a second or a window): counts summed, histograms merged, the worst delay kept. */
+function addSecond(into: Omit<Second, 't' | 'sample'>, from: Second): void {
+  into.requests += from.requests;
+  for (const l of CACHE_LABELS) into.cache[l] += from.cache[l];
+  into.s5xx += from.s5xx;
+  for (const [k, v] of Object.entries(from.e5xx)) into.e5xx[k] = (into.e5xx[k] ?? 0) + v;
+  for (const [k, v] of Object.entries(from.failures)) {
+    const f = (into.failures[k] ??= { n: 0, example: v.example, backend: v.backend });
+    f.n += v.n;
+    f.example = v.example; // the newest example wins
+    f.backend = v.backend;
+  }
+  into.attempts += from.attempts;
+  into.attemptFailures += from.attemptFailures;
+  mergeInto(into.latency, from.latency);
+  for (const [k, b] of from.backends) {
+    let to = into.backends.get(k);
+    if (!to) into.backends.set(k, (to = { ttfb: new Map(), ok: 0, failed: 0 }));
+    to.ok += b.ok;
+    to.failed += b.failed;
+    mergeInto(to.ttfb, b.ttfb);
+  }
+  if (from.eldP99Ms !== undefined) into.eldP99Ms = Math.max(into.eldP99Ms ?? 0, from.eldP99Ms);
+}
+
+/** Adds another worker's second into one of ours: its counts, and its process and cache figures summed. */
+function addWhole(into: Second, from: Second): void {
+  addSecond(into, from);
+  if (from.sample) addSample(into, from.sample);
+}
+
+function addSample(into: Second, x: SecondSample): void {
+  const a = (into.sample ??= { cpu: 0, rss: 0, heap: 0, cacheBytes: 0, cacheMax: 0 });
+  a.cpu += x.cpu;
+  a.rss += x.rss;
+  a.heap += x.heap;
+  a.cacheBytes += x.cacheBytes;
+  a.cacheMax += x.cacheMax;
 }
 
 export function hitRatio(cache: Record<CacheLabel, number>): number | null {
@@ -117,16 +170,56 @@ export class Timeline {
     }
   }
 
-  /** Closes the open second and stores its chart point. `sample` is the process/cache state now. */
-  tick(sample: ProcessSample & { cacheBytes: number; cacheMax: number }, now = Date.now()): Point {
+  /**
+   * Seconds a chart point waits after its second closed: 0 alone; with other workers, long enough for their
+   * part of that second to be merged (they close theirs up to 1 s later and are gathered once a second).
+   */
+  pointLagSeconds = 0;
+  /** The newest second a chart point was made for. */
+  #pointed = -Infinity;
+  /** Per other worker, the newest of its seconds merged (a gather resends recent seconds: each counts once). */
+  readonly #merged = new Map<string, number>();
+
+  /**
+   * Closes the open second and stores the chart points now due (one alone; with `pointLagSeconds`, the
+   * second that many seconds back — none in the first seconds, more after a stalled tick). `sample` is the
+   * process/cache state now.
+   */
+  tick(sample: ProcessSample & { cacheBytes: number; cacheMax: number }, now = Date.now()): Point[] {
     const closed = this.#open;
-    closed.eldP99Ms = sample.eldP99Ms;
+    // Other workers' parts of this second may be in already (merge): this process's figures add to theirs.
+    closed.eldP99Ms = Math.max(closed.eldP99Ms ?? 0, sample.eldP99Ms);
+    addSample(closed, { cpu: sample.cpuPercent, rss: sample.rssBytes, heap: sample.heapUsedBytes, cacheBytes: sample.cacheBytes, cacheMax: sample.cacheMax });
     this.#seconds.push(closed);
     if (this.#seconds.length > HISTORY_SECONDS) this.#seconds.shift();
     this.#open = newSecond(Math.max(closed.t + 1, Math.floor(now / 1000)));
+    if (this.#ahead.length > 0) {
+      const later: RemoteSecond[] = [];
+      for (const r of this.#ahead) {
+        if (r.t > this.#open.t) later.push(r);
+        else if (r.t === this.#open.t) addWhole(this.#open, r);
+        else this.#addClosed(r);
+      }
+      this.#ahead = later;
+    }
+    const due = closed.t - this.pointLagSeconds;
+    const out: Point[] = [];
+    for (const s of this.#seconds) {
+      if (s.t <= this.#pointed || s.t > due) continue;
+      out.push(this.#point(s));
+      this.#pointed = s.t;
+    }
+    for (const p of out) this.#points.push(p);
+    while (this.#points.length > HISTORY_SECONDS) this.#points.shift();
+    return out;
+  }
+
+  /** The chart point of a closed second, with TTFB percentiles over the 10 s up to it. */
+  #point(s: Second): Point {
     const recent = new Map<string, Hist>();
-    for (const s of this.#seconds.slice(-TTFB_SMOOTH_SECONDS)) {
-      for (const [k, b] of s.backends) {
+    for (const r of this.#seconds) {
+      if (r.t <= s.t - TTFB_SMOOTH_SECONDS || r.t > s.t) continue;
+      for (const [k, b] of r.backends) {
         let h = recent.get(k);
         if (!h) recent.set(k, (h = new Map()));
         mergeInto(h, b.ttfb);
@@ -134,22 +227,57 @@ export class Timeline {
     }
     const ttfb: Record<string, [number, number]> = {};
     for (const [k, h] of recent) if (count(h) > 0) ttfb[k] = [round(quantile(h, 0.5)!), round(quantile(h, 0.99)!)];
-    const point: Point = {
-      t: closed.t,
-      cache: closed.cache,
-      hitRatio: hitRatio(closed.cache),
-      e5xx: closed.e5xx,
+    const x = s.sample ?? { cpu: 0, rss: 0, heap: 0, cacheBytes: 0, cacheMax: 0 };
+    return {
+      t: s.t,
+      cache: { ...s.cache },
+      hitRatio: hitRatio(s.cache),
+      e5xx: { ...s.e5xx },
       ttfb,
-      cpu: sample.cpuPercent,
-      rss: sample.rssBytes,
-      heap: sample.heapUsedBytes,
-      eld: sample.eldP99Ms,
-      cacheBytes: sample.cacheBytes,
-      cacheMax: sample.cacheMax,
+      cpu: round(x.cpu),
+      rss: x.rss,
+      heap: x.heap,
+      eld: s.eldP99Ms ?? 0,
+      cacheBytes: x.cacheBytes,
+      cacheMax: x.cacheMax,
     };
-    this.#points.push(point);
-    if (this.#points.length > HISTORY_SECONDS) this.#points.shift();
-    return point;
+  }
+
+  /** The last `n` closed seconds, for the admin worker to merge (workers/worker.ts). */
+  recent(n: number): RemoteSecond[] {
+    return this.#seconds.slice(-n);
+  }
+
+  /**
+   * Adds another worker's closed seconds into this timeline, each once (`from` names the worker; seconds
+   * not newer than the last merged from it are skipped). A second lands in the bucket of the same Unix
+   * second: a closed one, the open one (a worker whose tick runs ahead), or a new bucket in order.
+   */
+  merge(from: string, seconds: readonly RemoteSecond[]): void {
+    let last = this.#merged.get(from) ?? -Infinity;
+    for (const r of seconds) {
+      if (r.t <= last) continue;
+      last = r.t;
+      if (r.t > this.#open.t) this.#ahead.push(r); // a worker whose tick runs ahead: kept until that second opens here
+      else if (r.t === this.#open.t) addWhole(this.#open, r);
+      else this.#addClosed(r);
+    }
+    this.#merged.set(from, last);
+    while (this.#seconds.length > HISTORY_SECONDS) this.#seconds.shift();
+  }
+
+  /** Other workers' seconds newer than the open one (merge), folded in as the open second moves on (tick). */
+  #ahead: RemoteSecond[] = [];
+
+  /** Adds a second into the closed bucket of the same Unix second, or a new one in order. */
+  #addClosed(r: RemoteSecond): void {
+    let i = this.#seconds.length - 1;
+    while (i >= 0 && this.#seconds[i]!.t > r.t) i--;
+    if (i >= 0 && this.#seconds[i]!.t === r.t) return addWhole(this.#seconds[i]!, r);
+    if (i < 0 && this.#seconds.length >= HISTORY_SECONDS) return; // older than the history kept
+    const s = newSecond(r.t);
+    this.#seconds.splice(i + 1, 0, s);
+    addWhole(s, r);
   }
 
   /** Chart points, oldest first. */
@@ -166,30 +294,11 @@ export class Timeline {
     };
     const add = (s: Second) => {
       w.seconds++;
-      w.requests += s.requests;
-      for (const l of CACHE_LABELS) w.cache[l] += s.cache[l];
-      w.s5xx += s.s5xx;
-      for (const [k, v] of Object.entries(s.e5xx)) w.e5xx[k] = (w.e5xx[k] ?? 0) + v;
-      for (const [k, v] of Object.entries(s.failures)) {
-        const f = (w.failures[k] ??= { n: 0, example: v.example, backend: v.backend });
-        f.n += v.n;
-        f.example = v.example; // the newest example wins
-        f.backend = v.backend;
-      }
-      w.attempts += s.attempts;
-      w.attemptFailures += s.attemptFailures;
-      mergeInto(w.latency, s.latency);
-      for (const [k, b] of s.backends) {
-        let into = w.backends.get(k);
-        if (!into) w.backends.set(k, (into = { ttfb: new Map(), ok: 0, failed: 0 }));
-        into.ok += b.ok;
-        into.failed += b.failed;
-        mergeInto(into.ttfb, b.ttfb);
-      }
-      if (s.eldP99Ms !== undefined) w.eldP99Ms = Math.max(w.eldP99Ms ?? 0, s.eldP99Ms);
+      addSecond(w, s);
     };
     for (let i = this.#seconds.length - 1; i >= 0 && this.#seconds[i]!.t >= from; i--) add(this.#seconds[i]!);
     add(this.#open);
+    for (const r of this.#ahead) add(r);
     return w;
   }
 }

@@ -20,6 +20,12 @@ export const WORKER_TAG = 'lacquer:worker';
 /** What a worker tells the primary once it listens. */
 export type ReadyMessage = { tag: typeof WORKER_TAG; t: 'ready'; index: number; address: string; admin?: string };
 
+/**
+ * The gather the admin worker runs once a second for the instance's figures (workers/worker.ts): every worker
+ * answers with its own, and the primary adds its hand-off store's.
+ */
+export const FIGURES = 'figures';
+
 /** How long an object stays in the hand-off store: enough for the waiters of its lock to pick it up. */
 const HANDOFF_MS = 10_000;
 /** A worker that keeps dying is replaced at most this often (a crash loop must not fork-bomb the host). */
@@ -57,6 +63,13 @@ export class PrimaryHub {
     return this.#bytes;
   }
 
+  /** What the hand-off store holds now (shown in /api/stats beside the workers' caches). */
+  handoffFigures(): { objects: number; bytes: number; maxBytes: number } {
+    let objects = 0;
+    for (const v of this.#store.values()) objects += v.size;
+    return { objects, bytes: this.#bytes, maxBytes: this.#maxBytes };
+  }
+
   handle(from: number, m: IpcRequest | IpcNotice): void {
     switch (m.t) {
       case 'lookup':
@@ -85,7 +98,7 @@ export class PrimaryHub {
       case 'publish':
         return this.#publish(from, m.rid, m.message);
       case 'gather':
-        return this.#fanout(from, m.rid, GATHER_TIMEOUT_MS, (cid) => ({ t: 'collect', cid, what: m.what }));
+        return this.#fanout(from, m.rid, GATHER_TIMEOUT_MS, (cid) => ({ t: 'collect', cid, what: m.what }), m.what === FIGURES ? [{ handoff: this.handoffFigures() }] : []);
       case 'collected':
         return this.#answered(from, m.cid, m.data);
       case 'ack':
@@ -111,12 +124,11 @@ export class PrimaryHub {
 
   /**
    * Sends `build(id)` to every other worker and answers the requester with what they sent back (acks carry
-   * nothing) once all have answered or died, or `timeoutMs` passed.
+   * nothing) once all have answered or died, or `timeoutMs` passed; `data` starts with what the primary adds.
    */
-  #fanout(from: number, rid: number, timeoutMs: number, build: (id: number) => IpcDown): void {
+  #fanout(from: number, rid: number, timeoutMs: number, build: (id: number) => IpcDown, data: unknown[] = []): void {
     const targets = this.#workers().filter((w) => w !== from);
     const id = ++this.#aid;
-    const data: unknown[] = [];
     let answered = false;
     const done = () => {
       if (answered) return;
@@ -271,7 +283,7 @@ export function runPrimary(config: Config, n: number, log: Logger): Promise<numb
         if (!announced && ready.size === n) {
           announced = true;
           const admin = [...ready.values()].find((x) => x.admin)?.admin;
-          log.info({ listen: r.address, workers: n, balance: reusePort ? 'reuseport' : 'cluster', admin, pids: [...byIndex.values()].map((x) => x.process.pid) }, `lacquer listening on ${r.address} with ${n} workers${admin ? `, admin on ${admin}` : ''}`);
+          log.info({ listen: r.address, workers: n, balance: reusePort ? 'reuseport' : 'cluster', admin, pids: [...byIndex.values()].map((x) => x.process.pid) }, `lacquer listening on ${r.address} with ${n} workers (${reusePort ? 'SO_REUSEPORT' : 'cluster round-robin'})${admin ? `, admin plane and dashboard on ${admin}/` : ''}`);
         } else if (announced) log.info({ type: 'worker', worker: r.index, pid: w.process.pid }, `worker ${r.index} (pid ${w.process.pid}) serving`);
       }
     });

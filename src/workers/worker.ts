@@ -8,11 +8,21 @@ import type { Proxy } from '../main.ts';
 import type { IpcCoordinator } from '../coord/ipc.ts';
 import type { BackendPool } from '../upstream/pool.ts';
 import type { FailureReport } from '../observe/access-log.ts';
-import type { Totals } from '../observe/observer.ts';
-import { WORKER_TAG, type ReadyMessage } from './primary.ts';
+import type { HandoffFigures, WorkerFigures } from '../observe/observer.ts';
+import { FIGURES, WORKER_TAG, type ReadyMessage } from './primary.ts';
 
-/** How stale the admin worker's copy of the other workers' failure reports and totals may be. */
+/** How stale the admin worker's copy of the other workers' failure reports and figures may be. */
 const FAILURES_REFRESH_MS = 1000;
+/**
+ * Closed seconds each worker resends with its figures: the admin worker merges each second once, so a gather
+ * lost to a slow worker (GATHER_TIMEOUT_MS) is made up by the next ones instead of missing from the timeline.
+ */
+const RESEND_SECONDS = 5;
+/**
+ * How late the admin worker makes its chart points: another worker closes a second up to 1 s after it and is
+ * gathered once a second, so its part of second t has arrived by t + 3 (timeline.ts pointLagSeconds).
+ */
+const POINT_LAG_SECONDS = 3;
 
 type MaintenanceData = { target: string; override: Override | undefined };
 type OverrideData = { pool: string; backend: string; value: Parameters<BackendPool['setOverride']>[1] };
@@ -90,16 +100,30 @@ export function joinInstance(proxy: Proxy, coord: IpcCoordinator, index: number)
   const log = proxy.ctx.log;
   const localFailures = log.recentFailures.bind(log);
   coord.collectors.set('failures', () => Promise.resolve(localFailures()));
-  // /api/stats totals the same way.
+  // The instance's figures the same way: /api/stats totals, cache size and in-flight requests, /api/backends'
+  // per-worker pools, and the closed seconds merged into the admin worker's timeline (charts, 1-minute rates,
+  // alerts). The primary adds its hand-off store's figures to the answer.
   const observer = proxy.plane.observer;
-  coord.collectors.set('totals', () => Promise.resolve(observer.totals));
+  observer.worker = index;
+  coord.collectors.set(FIGURES, () => Promise.resolve(observer.figures(RESEND_SECONDS)));
   if (proxy.plane.admin) {
     let remote: FailureReport[] = [];
-    let remoteTotals: Totals[] = [];
-    observer.otherTotals = () => remoteTotals;
+    let others: WorkerFigures[] = [];
+    let handoff: HandoffFigures | undefined;
+    observer.others = () => others;
+    observer.handoff = () => handoff;
+    observer.timeline.pointLagSeconds = POINT_LAG_SECONDS;
     const refresh = setInterval(() => {
       void coord.gather('failures').then((lists) => (remote = (lists as FailureReport[][]).flat()));
-      void coord.gather('totals').then((list) => (remoteTotals = list as Totals[]));
+      void coord.gather(FIGURES).then((list) => {
+        const workers: WorkerFigures[] = [];
+        for (const x of list as (WorkerFigures | { handoff: HandoffFigures })[]) {
+          if ('handoff' in x) handoff = x.handoff;
+          else workers.push(x);
+        }
+        for (const w of workers) observer.timeline.merge(`worker${w.worker}`, w.seconds);
+        others = workers.sort((a, b) => a.worker - b.worker);
+      });
     }, FAILURES_REFRESH_MS);
     refresh.unref();
     log.recentFailures = () => [...localFailures(), ...remote].sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));

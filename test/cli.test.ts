@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { lacquer, NODE, ROOT, waitFor } from './spawn-node.ts';
@@ -114,7 +114,14 @@ describe('lacquer serve', () => {
     expect(backends).toHaveLength(2);
     expect(backends[0]).toMatch(/\bapp1\b.*http:\/\/127\.0\.0\.1:9$/);
     expect(backends[1]).toMatch(/\bapp2\b.*http:\/\/127\.0\.0\.1:10$/);
-    expect(start[0]!.msg).toBe(`lacquer listening on ${String(start[0]!.listen)}, backends ${backends.join(', ')}`);
+    // With the default `workers: auto` on more than one core, the primary's line for the instance (port 0: the cluster balances).
+    const n = availableParallelism();
+    const admin = start[0]!.admin as string;
+    expect(start[0]!.msg).toBe(
+      n > 1
+        ? `lacquer listening on ${String(start[0]!.listen)} with ${n} workers (cluster round-robin), backends ${backends.join(', ')}; admin plane and dashboard on ${admin}/`
+        : `lacquer listening on ${String(start[0]!.listen)}, backends ${backends.join(', ')}`,
+    );
     s.child.kill('SIGTERM');
     const r = await s.exited;
     expect([r.code, r.signal]).toEqual([0, null]);

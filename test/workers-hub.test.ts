@@ -9,7 +9,7 @@ import { quantile, record } from '../src/observe/histogram.ts';
 import { mergePools } from '../src/observe/instance.ts';
 import { Timeline, type RemoteSecond } from '../src/observe/timeline.ts';
 import type { BackendSnapshot, PoolSnapshot } from '../src/upstream/state.ts';
-import { memorySplit, PrimaryHub, workerExecArgv } from '../src/workers/primary.ts';
+import { limitShare, memorySplit, PrimaryHub, workerExecArgv } from '../src/workers/primary.ts';
 
 function hub(workers = [1, 2, 3]) {
   const sent: { to: number; m: IpcDown }[] = [];
@@ -101,6 +101,15 @@ describe('PrimaryHub (workers: the primary)', () => {
   it('splits cache.memory: an eighth (at most 64 MiB) for the hand-off store, the rest evenly between workers', () => {
     expect(memorySplit(256 * 1024 * 1024, 2)).toEqual({ handoff: 32 * 1024 * 1024, perWorker: 112 * 1024 * 1024 });
     expect(memorySplit(1024 * 1024 * 1024, 4).handoff).toBe(64 * 1024 * 1024);
+  });
+
+  it('splits origin limits (max_connections, max_concurrency) so the workers together keep them', () => {
+    const shares = (limit: number, n: number) => Array.from({ length: n }, (_, i) => limitShare(limit, n, i));
+    expect(shares(8, 2)).toEqual([4, 4]);
+    expect(shares(5, 2)).toEqual([3, 2]);
+    expect(shares(10, 4).reduce((a, b) => a + b)).toBe(10);
+    // Below one slot per worker each keeps one: a worker without a slot could never fetch.
+    expect(shares(1, 3)).toEqual([1, 1, 1]);
   });
 });
 

@@ -9,7 +9,7 @@ import { IpcCoordinator } from '../coord/ipc.ts';
 import { AccessLog } from '../observe/access-log.ts';
 import { StartupError } from '../ops/startup.ts';
 import { logReload } from '../ops/reload.ts';
-import { memorySplit, runPrimary, workerCount } from '../workers/primary.ts';
+import { limitShare, memorySplit, runPrimary, WORKER_TAG, workerCount, type FailedMessage } from '../workers/primary.ts';
 import { joinInstance } from '../workers/worker.ts';
 import type { Proxy, StartOptions } from '../main.ts';
 import { printProblems } from './check.ts';
@@ -52,7 +52,13 @@ export async function startOrExit(config: Config, file: string, opts: StartOptio
     const { startProxy } = await import('../main.ts');
     return await startProxy(config, { configFile: file, ...opts });
   } catch (err) {
-    process.stderr.write(`${file}: cannot start: ${formatProblem(startupProblem(err))}\n`);
+    const line = `${file}: cannot start: ${formatProblem(startupProblem(err))}\n`;
+    // A worker's reason goes to its primary, which prints it once for the instance (workers/primary.ts).
+    if (cluster.isWorker && process.send) {
+      process.send({ tag: WORKER_TAG, t: 'failed', line } satisfies FailedMessage, () => process.exit(1));
+      return new Promise<never>(() => undefined);
+    }
+    process.stderr.write(line);
     process.exit(1);
   }
 }
@@ -67,11 +73,20 @@ function workersFor(config: Config, flag: string | undefined): number {
   process.exit(1);
 }
 
-/** A worker's share of the instance: its part of cache.memory, the admin plane on worker 0 only, its own snapshot file. */
+/**
+ * A worker's share of the instance: its part of cache.memory and of every origin limit (`max_connections`,
+ * `max_concurrency`: limitShare), the admin plane on worker 0 only, its own snapshot file.
+ */
 function workerConfig(config: Config, index: number, n: number): Config {
   const persist = config.cache.persist;
+  const share = (limit: number) => limitShare(limit, n, index);
+  const backends = (list: Config['backends']) => list.map((b) => (b.max_connections === undefined ? b : { ...b, max_connections: share(b.max_connections) }));
+  const overload = <O extends { max_concurrency: number }>(o: O): O => (o.max_concurrency > 0 ? { ...o, max_concurrency: share(o.max_concurrency) } : o);
   return {
     ...config,
+    backends: backends(config.backends),
+    overload: overload(config.overload),
+    pools: config.pools.map((p) => ({ ...p, backends: backends(p.backends), ...(p.overload ? { overload: overload(p.overload) } : {}) })),
     cache: { ...config.cache, memory: memorySplit(config.cache.memory, n).perWorker, persist: persist && { ...persist, path: `${persist.path}.worker${index}` } },
     admin: index === 0 ? config.admin : { ...config.admin, enabled: false },
   };
@@ -126,7 +141,7 @@ export async function serveCommand(file: string, o: { workers?: string } = {}): 
     process.once('disconnect', () => stop('disconnect (the primary is gone)'));
   }
   else process.once('SIGINT', () => stop('SIGINT'));
-  if (worker && coord) joinInstance(proxy, coord, worker.index);
+  if (worker && coord) joinInstance(proxy, coord, worker.index, backends);
   return proxy;
 }
 

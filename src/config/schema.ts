@@ -176,7 +176,7 @@ const Backend = z.strictObject({
     .int()
     .positive()
     .optional()
-    .meta({ description: 'Most concurrent requests (= connections) to this backend: a hard cap above the learned limit (`overload.adaptive`). Default: none but the learned limit.' }),
+    .meta({ description: 'Most concurrent requests (= connections) to this backend from the whole instance (split between `workers`, README "Workers"): a hard cap above the learned limit (`overload.adaptive`). Default: none but the learned limit.' }),
   weight: z.number().positive().default(1).meta({ description: 'Relative share of traffic.', default: 1 }),
   zone: z.string().optional().meta({ description: 'Optional zone label, for zone-aware pools.' }),
 });
@@ -611,7 +611,7 @@ const Overload = z.strictObject({
     .int()
     .min(0)
     .default(0)
-    .meta({ description: 'Most requests a pool forwards at once (all backends together). 0 = no limit.', default: 0 }),
+    .meta({ description: 'Most requests a pool forwards at once (all backends together, the whole instance: split between `workers`). 0 = no limit.', default: 0 }),
   pool_queue: z
     .number()
     .int()
@@ -734,11 +734,11 @@ export const ConfigSchema = z.strictObject({
   compression: Compression.prefault({}).meta({ description: 'Response compression: stored objects are compressed once and kept in every coding; pass responses are compressed as they stream.' }),
   workers: z
     .union([z.literal('auto'), z.number().int().min(1).max(256)], { error: 'a whole number of worker processes from 1 to 256, or `auto` (one per core)' })
-    .default(1)
+    .default('auto')
     .meta({
       description:
-        'Worker processes sharing the listen port (README "Workers"). `auto`: one per core (`os.availableParallelism()`). With more than one, a primary process holds the fetch locks (one origin request per object across workers), relays purges, bans, maintenance, overrides and reloads to every worker before the admin API answers, and replaces a worker that dies; worker 0 serves the admin plane (its `/metrics` and `/api/failures` cover every worker) and runs the health probes for all. `cache.memory` is split: an eighth (at most 64 MiB) for the hand-off between workers, the rest evenly between them. Default 1 (README "Workers" says what is still missing before `auto` can be the default). `lacquer serve --workers N` overrides.',
-      default: 1,
+        'Worker processes sharing the listen port (README "Workers"). `auto`: one per core (`os.availableParallelism()`; on one core, a single process as with 1). With more than one, a primary process holds the fetch locks (one origin request per object across workers), relays purges, bans, maintenance, overrides and reloads to every worker before the admin API answers, and replaces a worker that dies; worker 0 serves the admin plane (`/metrics`, `/api/stats`, `/api/backends`, `/api/failures`, the dashboard and the alerts cover every worker) and runs the health probes for all. `cache.memory` is split: an eighth (at most 64 MiB) for the hand-off between workers, the rest evenly between their own caches. 1: one process, the whole `cache.memory` in one cache. `lacquer serve --workers N` overrides.',
+      default: 'auto',
     }),
   workers_balance: z
     .enum(['reuseport', 'cluster'])

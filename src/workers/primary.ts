@@ -17,8 +17,10 @@ import type { CoordMessage, Invalidation, SharedObject, UnlockWait } from '../co
 
 /** Tag of the workers' own messages to the primary (ready), apart from coordination. */
 export const WORKER_TAG = 'lacquer:worker';
-/** What a worker tells the primary once it listens. */
-export type ReadyMessage = { tag: typeof WORKER_TAG; t: 'ready'; index: number; address: string; admin?: string };
+/** What a worker tells the primary once it listens (`backends`: each as `pool/name origin`, for the start line). */
+export type ReadyMessage = { tag: typeof WORKER_TAG; t: 'ready'; index: number; address: string; admin?: string; backends: string[] };
+/** A worker that cannot start: its one line saying why (serve.ts), printed once by the primary for the instance. */
+export type FailedMessage = { tag: typeof WORKER_TAG; t: 'failed'; line: string };
 
 /**
  * The gather the admin worker runs once a second for the instance's figures (workers/worker.ts): every worker
@@ -35,6 +37,16 @@ const RESPAWN_MIN_MS = 1000;
 export function memorySplit(memory: number, workers: number): { perWorker: number; handoff: number } {
   const handoff = Math.min(Math.floor(memory / 8), 64 * 1024 * 1024);
   return { perWorker: Math.floor((memory - handoff) / workers), handoff };
+}
+
+/**
+ * Worker `index`'s share of an instance-wide limit (`max_connections`, `max_concurrency`): the limits protect
+ * the origin, and each worker has its own slots, so N workers each allowed the whole limit would send it N
+ * times as many requests. The remainder goes to the first workers (the shares add up to the limit); a limit
+ * smaller than the number of workers gives each worker 1 (a worker with no slot could never fetch).
+ */
+export function limitShare(limit: number, workers: number, index: number): number {
+  return Math.max(1, Math.floor(limit / workers) + (index < limit % workers ? 1 : 0));
 }
 
 type Held = { owner: number; timer: NodeJS.Timeout; waiters: { worker: number; rid: number }[] };
@@ -259,6 +271,7 @@ export function runPrimary(config: Config, n: number, log: Logger): Promise<numb
   const ready = new Map<number, ReadyMessage>();
   let stopping = false;
   let announced = false;
+  let failureSaid = false;
   const hub = new PrimaryHub({
     maxBytes: handoff,
     send: (id, m) => {
@@ -277,13 +290,21 @@ export function runPrimary(config: Config, n: number, log: Logger): Promise<numb
       if (!raw || typeof raw !== 'object') return;
       const tag = (raw as { tag?: unknown }).tag;
       if (tag === IPC_TAG) hub.handle(w.id, (raw as { m: IpcRequest | IpcNotice }).m);
-      else if (tag === WORKER_TAG && (raw as ReadyMessage).t === 'ready') {
+      else if (tag === WORKER_TAG && (raw as FailedMessage).t === 'failed') {
+        // Every worker fails the same way (the port is taken): the instance says it once, like one process.
+        if (!announced && !failureSaid) process.stderr.write((raw as FailedMessage).line);
+        failureSaid = true;
+      } else if (tag === WORKER_TAG && (raw as ReadyMessage).t === 'ready') {
         const r = raw as ReadyMessage;
         ready.set(r.index, r);
         if (!announced && ready.size === n) {
           announced = true;
+          // The instance's one start line (each worker's own is at debug level).
           const admin = [...ready.values()].find((x) => x.admin)?.admin;
-          log.info({ listen: r.address, workers: n, balance: reusePort ? 'reuseport' : 'cluster', admin, pids: [...byIndex.values()].map((x) => x.process.pid) }, `lacquer listening on ${r.address} with ${n} workers (${reusePort ? 'SO_REUSEPORT' : 'cluster round-robin'})${admin ? `, admin plane and dashboard on ${admin}/` : ''}`);
+          log.info(
+            { listen: r.address, workers: n, balance: reusePort ? 'reuseport' : 'cluster', admin, backends: r.backends, pids: [...byIndex.values()].map((x) => x.process.pid) },
+            `lacquer listening on ${r.address} with ${n} workers (${reusePort ? 'SO_REUSEPORT' : 'cluster round-robin'}), backends ${r.backends.join(', ')}${admin ? `; admin plane and dashboard on ${admin}/` : ''}`,
+          );
         } else if (announced) log.info({ type: 'worker', worker: r.index, pid: w.process.pid }, `worker ${r.index} (pid ${w.process.pid}) serving`);
       }
     });
@@ -296,8 +317,9 @@ export function runPrimary(config: Config, n: number, log: Logger): Promise<numb
     if (index === undefined || stopping) return;
     if (!announced) {
       // A worker that could not start (the port is taken, a config it cannot load): the instance cannot
-      // start either; stop the others and exit 1, as a single process would, instead of a crash loop.
-      log.error({ type: 'worker', worker: index, pid: w.process.pid, code, signal }, `worker ${index} (pid ${w.process.pid}) exited (${signal ?? `code ${code}`}) before the instance was serving; stopping`);
+      // start either; stop the others and exit 1, as a single process would, instead of a crash loop. Its
+      // reason is the one line it sent (FailedMessage); a worker that died without one is logged here.
+      if (!failureSaid) log.error({ type: 'worker', worker: index, pid: w.process.pid, code, signal }, `worker ${index} (pid ${w.process.pid}) exited (${signal ?? `code ${code}`}) before the instance was serving; stopping`);
       failStart();
       return;
     }
@@ -321,9 +343,12 @@ export function runPrimary(config: Config, n: number, log: Logger): Promise<numb
     const stop = (signal: NodeJS.Signals | 'startup failure') => {
       if (stopping) return;
       stopping = true;
-      log.info({ signal, workers: n }, `${signal}: draining ${n} workers (up to ${config.proxy.drain_timeout}ms)`);
+      const failed = signal === 'startup failure';
+      // A start that failed has served nothing, so there is nothing to drain: the others stop at once and
+      // silently, leaving the failure's one line as all the operator reads (as with a single process).
+      if (!failed) log.info({ signal, workers: n }, `${signal}: draining ${n} workers (up to ${config.proxy.drain_timeout}ms)`);
       // Each worker drains on SIGTERM (serve.ts); one that hangs past the drain is killed.
-      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(failed ? 'SIGKILL' : 'SIGTERM');
       const kill = setTimeout(() => {
         for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
       }, config.proxy.drain_timeout + 5000);
@@ -331,7 +356,7 @@ export function runPrimary(config: Config, n: number, log: Logger): Promise<numb
       const check = () => {
         if (Object.keys(cluster.workers ?? {}).length > 0) return void setTimeout(check, 25);
         clearTimeout(kill);
-        log.info('stopped');
+        if (!failed) log.info('stopped');
         resolve(exitCode);
       };
       check();

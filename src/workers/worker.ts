@@ -29,7 +29,7 @@ type OverrideData = { pool: string; backend: string; value: Parameters<BackendPo
 type ProbeData = { pool: string; backend: string; r: Parameters<BackendPool['applyProbe']>[1] };
 
 /** Relays maintenance overrides and reloads between workers; tells the primary this worker serves. */
-export function joinInstance(proxy: Proxy, coord: IpcCoordinator, index: number): void {
+export function joinInstance(proxy: Proxy, coord: IpcCoordinator, index: number, backends: string[]): void {
   const m = proxy.ctx.maintenance; // carried over reloads: wrapped once
   const setLocal = m.set.bind(m);
   m.set = (target, override) => {
@@ -128,6 +128,6 @@ export function joinInstance(proxy: Proxy, coord: IpcCoordinator, index: number)
     refresh.unref();
     log.recentFailures = () => [...localFailures(), ...remote].sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
   }
-  const ready: ReadyMessage = { tag: WORKER_TAG, t: 'ready', index, address: proxy.listener.address, admin: proxy.plane.admin?.url };
+  const ready: ReadyMessage = { tag: WORKER_TAG, t: 'ready', index, address: proxy.listener.address, admin: proxy.plane.admin?.url, backends };
   process.send?.(ready);
 }

@@ -9,7 +9,8 @@ import { quantile, record } from '../src/observe/histogram.ts';
 import { mergePools } from '../src/observe/instance.ts';
 import { Timeline, type RemoteSecond } from '../src/observe/timeline.ts';
 import type { BackendSnapshot, PoolSnapshot } from '../src/upstream/state.ts';
-import { limitShare, memorySplit, PrimaryHub, workerExecArgv } from '../src/workers/primary.ts';
+import { semanticProblems } from '../src/config/semantics.ts';
+import { limitShare, memorySplit, PrimaryHub, workerCount, workerExecArgv } from '../src/workers/primary.ts';
 
 function hub(workers = [1, 2, 3]) {
   const sent: { to: number; m: IpcDown }[] = [];
@@ -101,6 +102,18 @@ describe('PrimaryHub (workers: the primary)', () => {
   it('splits cache.memory: an eighth (at most 64 MiB) for the hand-off store, the rest evenly between workers', () => {
     expect(memorySplit(256 * 1024 * 1024, 2)).toEqual({ handoff: 32 * 1024 * 1024, perWorker: 112 * 1024 * 1024 });
     expect(memorySplit(1024 * 1024 * 1024, 4).handoff).toBe(64 * 1024 * 1024);
+  });
+
+  it('auto is one per core, except in a fleet (its workers would not share the fleet’s Redis), where more than 1 is refused', () => {
+    expect(workerCount('auto', 4)).toBe(4);
+    expect(workerCount('auto', 1)).toBe(1);
+    expect(workerCount(3, 4)).toBe(3);
+    expect(workerCount('auto', 4, true)).toBe(1);
+    const fleet = { redis: 'redis://127.0.0.1:6379' };
+    const workers = (raw: Record<string, unknown>) => semanticProblems(raw).filter((p) => p.path[0] === 'workers');
+    expect(workers({ fleet, workers: 2 }).map((p) => p.value)).toEqual([2]);
+    expect(workers({ fleet, workers: 'auto' })).toEqual([]);
+    expect(workers({ workers: 2 })).toEqual([]);
   });
 
   it('splits origin limits (max_connections, max_concurrency) so the workers together keep them', () => {

@@ -237,12 +237,12 @@ describe('workers: 2', () => {
     expect(a.firing, JSON.stringify(a.rules)).toContain('errors');
   }, 60_000);
 
-  it('/api/stats sums the cache over every worker (and says what the hand-off store holds); /api/backends counts a request in flight on worker 1', async () => {
+  it('/api/stats sums the cache over every worker (and says what the hand-off store holds); /api/backends counts a request in flight on worker 1 and splits max_connections', async () => {
     const { port, admin, pids } = await serveWorkers({
       '/c': { kind: 'normal', cacheControl: 'max-age=600', body: 'x'.repeat(2000) },
       '/whoami': { kind: 'normal', cacheControl: 'no-store', body: 'me\n' },
       '/slow': { kind: 'slow', firstByteMs: 6000, then: { cacheControl: 'no-store', body: 'late\n' } },
-    });
+    }, { yaml: '    max_connections: 5\n' });
     const c = await connectionOn(port, pids, 1);
     try {
       // Stored by worker 1 only (the admin worker never asked for it).
@@ -255,11 +255,14 @@ describe('workers: 2', () => {
       expect(s.cache.handoff?.objects).toBe(1);
       // A slow request held on worker 1: the instance's in-flight count for the backend includes it.
       const slow = c.send('/slow');
-      type Backends = { pools: { backends: { name: string; inflight: number; workers?: { worker: number; inflight: number }[] }[] }[] };
+      type Backends = { pools: { backends: { name: string; inflight: number; max_connections: number | null; workers?: { worker: number; inflight: number; concurrency_limit: number | null }[] }[] }[] };
       const b = await until(() => api<Backends>(admin, '/api/backends'), (x) => x.pools[0]!.backends[0]!.inflight >= 1, 5000);
       const app1 = b.pools[0]!.backends[0]!;
       expect(app1.inflight).toBe(1);
       expect(app1.workers?.map((w) => [w.worker, w.inflight])).toEqual([[0, 0], [1, 1]]);
+      // max_connections bounds what the instance sends the origin: split 3 + 2, not 5 per worker.
+      expect(app1.max_connections).toBe(5);
+      expect(app1.workers!.every((w) => w.concurrency_limit !== null && w.concurrency_limit <= 3)).toBe(true);
       expect((await slow).status).toBe(200);
     } finally {
       c.close();

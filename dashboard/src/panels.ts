@@ -197,6 +197,7 @@ export function renderCache(stats: Live['stats']): void {
     el('p', {}, `hit ratio ${pct(stats.rates_1m.hit_ratio)} (1 min), ${pct(stats.hit_ratio)} since start`),
     el('p', {}, `stale served ${stats.stale_served.total}, coalesced ${stats.coalesced}`),
     ...(stats.fleet ? [fleetLine(stats.fleet)] : []),
-    el('p', { class: 'muted' }, `CPU ${stats.process.cpu_percent}%, RSS ${bytes(stats.process.rss_bytes)}, event-loop p99 ${ms(stats.process.event_loop_delay_p99_ms)}`),
+    // With workers: the cache figures above and these are the instance's (every worker's, summed).
+    el('p', { class: 'muted' }, `${stats.workers > 1 ? `${stats.workers} workers: ` : ''}CPU ${stats.process.cpu_percent}%, RSS ${bytes(stats.process.rss_bytes)}, event-loop p99 ${ms(stats.process.event_loop_delay_p99_ms)}`),
   );
 }

@@ -159,7 +159,7 @@ export function statsView(d: AdminDeps) {
   const w = o.timeline.window(60_000); // merged over every worker (timeline.ts)
   // Over the last minute, or since start when younger.
   const secs = Math.max(1, Math.min(60, (Date.now() - o.startedAt) / 1000));
-  const proc = o.process.last();
+  const proc = o.instanceProcess(); // with `workers: N`: their sum (CPU % of one core), the worst event-loop delay
   const rate = (n: number) => Math.round((n / secs) * 100) / 100;
   const hr = hitRatio(t.byCache);
   const hr1 = hitRatio(w.cache);

@@ -4,6 +4,7 @@ import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { ConfigError, formatProblem, loadConfigFile, type ConfigProblem } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
+import { FLEET_WORKERS } from '../config/semantics.ts';
 import { maskText } from '../config/secrets.ts';
 import { IpcCoordinator } from '../coord/ipc.ts';
 import { AccessLog } from '../observe/access-log.ts';
@@ -65,11 +66,12 @@ export async function startOrExit(config: Config, file: string, opts: StartOptio
 
 /** `--workers` over the file's `workers`: how many processes serve. */
 function workersFor(config: Config, flag: string | undefined): number {
-  if (flag === undefined) return workerCount(config.workers, availableParallelism());
-  if (flag === 'auto') return availableParallelism();
-  const n = Number(flag);
-  if (Number.isInteger(n) && n >= 1 && n <= 256) return n;
-  process.stderr.write(`${formatProblem({ path: '--workers', received: JSON.stringify(flag), valid: 'a whole number of worker processes from 1 to 256, or `auto` (one per core)' })}\n`);
+  const fleet = config.fleet !== undefined;
+  if (flag === undefined) return workerCount(config.workers, availableParallelism(), fleet);
+  const n = flag === 'auto' ? 'auto' : Number(flag);
+  if (n === 'auto' || (Number.isInteger(n) && n >= 1 && n <= 256 && !(fleet && n > 1))) return workerCount(n, availableParallelism(), fleet);
+  const valid = fleet ? FLEET_WORKERS : 'a whole number of worker processes from 1 to 256, or `auto` (one per core)';
+  process.stderr.write(`${formatProblem({ path: '--workers', received: JSON.stringify(flag), valid })}\n`);
   process.exit(1);
 }
 

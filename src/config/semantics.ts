@@ -22,11 +22,19 @@ const TIMER_KEYS = new Set([
   'idle', 'queue_timeout', 'base_ejection', 'max_ejection', 'coalesce_wait', 'deadline',
 ]);
 
+/** What `workers` may be in a fleet (also said of `lacquer serve --workers`). */
+export const FLEET_WORKERS = '1 or `auto` with `fleet` (a fleet instance runs one process: its workers would not share the fleet’s Redis)';
+
 export function semanticProblems(raw: unknown): Problem[] {
   const out: Problem[] = [];
   const cfg = obj(raw);
   names(cfg, out);
   listeners(cfg, out);
+  // workers (issue 12): the workers of one instance coordinate through their primary, not through the fleet's
+  // Redis, so a fleet instance with several workers would share nothing with the fleet (`auto` is 1 there).
+  if (cfg.fleet !== undefined && typeof cfg.workers === 'number' && cfg.workers > 1) {
+    out.push({ path: ['workers'], value: cfg.workers, valid: FLEET_WORKERS });
+  }
   const cache = obj(cfg.cache);
   // lru-cache refuses a zero size with a stack trace at start.
   if (cache.memory !== undefined && parseSize(cache.memory) === 0) out.push({ path: ['cache', 'memory'], value: cache.memory, valid: 'a size above 0, like 64MiB' });

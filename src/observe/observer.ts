@@ -9,7 +9,7 @@ import type { StoreStats } from '../cache/store.ts';
 import type { PoolSnapshot } from '../upstream/state.ts';
 import { mergePools, sumStores, type InstancePool } from './instance.ts';
 import { PoolIndex, snapshots } from './pools.ts';
-import { ProcessSampler } from './process-stats.ts';
+import { ProcessSampler, type ProcessSample } from './process-stats.ts';
 import { Timeline, type Point, type RemoteSecond } from './timeline.ts';
 import { TopPaths } from './top-paths.ts';
 
@@ -41,6 +41,8 @@ export type WorkerFigures = {
   store: StoreStats;
   /** /api/stats in-flight requests. */
   inflight: number;
+  /** /api/stats process figures (CPU, memory, event-loop delay). */
+  process: ProcessSample;
   /** /api/backends: in-flight, queues, limits and passive health per backend. */
   pools: PoolSnapshot[];
   /** Its last closed seconds, merged into the admin worker's timeline (charts, 1-minute rates, alerts). */
@@ -129,6 +131,15 @@ export class Observer {
     return (this.others?.() ?? []).reduce((a, o) => a + o.inflight, this.#inflight());
   }
 
+  /** The workers' processes together: CPU (% of one core) and memory summed, event-loop delay the worst. */
+  instanceProcess(): ProcessSample {
+    const all = [this.process.last(), ...(this.others?.() ?? []).map((o) => o.process)];
+    if (all.length === 1) return all[0]!;
+    const sum = (f: (p: ProcessSample) => number) => all.reduce((a, p) => a + f(p), 0);
+    const worst = (f: (p: ProcessSample) => number) => Math.max(...all.map(f));
+    return { cpuPercent: Math.round(sum((p) => p.cpuPercent) * 10) / 10, rssBytes: sum((p) => p.rssBytes), heapUsedBytes: sum((p) => p.heapUsedBytes), eldP99Ms: worst((p) => p.eldP99Ms), eldMaxMs: worst((p) => p.eldMaxMs) };
+  }
+
   /** Every pool over every worker (instance.ts: counts summed, the worst backend state, each worker's part). */
   instancePools(): InstancePool[] {
     const own = snapshots(this.#ctx());
@@ -139,7 +150,7 @@ export class Observer {
 
   /** This worker's figures for the admin worker (workers/worker.ts); `seconds`: how many closed seconds to resend. */
   figures(seconds: number): WorkerFigures {
-    return { worker: this.worker, totals: this.totals, store: this.#ctx().store.stats(), inflight: this.#inflight(), pools: snapshots(this.#ctx()), seconds: this.timeline.recent(seconds) };
+    return { worker: this.worker, totals: this.totals, store: this.#ctx().store.stats(), inflight: this.#inflight(), process: this.process.last(), pools: snapshots(this.#ctx()), seconds: this.timeline.recent(seconds) };
   }
 
   /** Called once per request at response close (listener.ts). Keep it cheap: this is the hot path. */

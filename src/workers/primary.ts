@@ -251,9 +251,15 @@ export function workerExecArgv(execArgv: readonly string[], nodeOptions: string 
 }
 const SEMI_SPACE_MIB = 16;
 
-/** `os.availableParallelism()` for `auto`. */
-export function workerCount(setting: Config['workers'], cores: number): number {
-  return setting === 'auto' ? Math.max(1, cores) : setting;
+/**
+ * `os.availableParallelism()` for `auto`, except in a fleet: its instances coordinate through Redis, and the
+ * workers of one instance coordinate through their primary instead (coord/ipc.ts), which would leave the
+ * fleet's Redis unused — so a fleet instance runs one process (an explicit N > 1 with `fleet` is refused:
+ * config/semantics.ts).
+ */
+export function workerCount(setting: Config['workers'], cores: number, fleet = false): number {
+  if (setting !== 'auto') return setting;
+  return fleet ? 1 : Math.max(1, cores);
 }
 
 /**

@@ -4,7 +4,7 @@ import net from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { lacquer, NODE, ROOT, waitFor } from './spawn-node.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'lacquer-cli-'));
@@ -103,6 +103,8 @@ describe('lacquer serve', () => {
   it('logs one start line (on stderr: operational messages) with the listen address and the backends, and stops on SIGTERM with exit 0', async () => {
     const p = file('ok.yaml', 'listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nbackends:\n  - name: app1\n    url: http://127.0.0.1:9\n  - name: app2\n    url: http://127.0.0.1:10\n');
     const s = lacquer(['serve', '-c', p]);
+    // A failed assertion must not leave the server (and, with workers, its primary and workers) running.
+    onTestFinished(() => void s.child.kill('SIGKILL'));
     await waitFor(() => s.stderr().includes('listening'), 5000, () => `stdout ${s.stdout()} stderr ${s.stderr()}`);
     const lines = s.stderr().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     const start = lines.filter((l) => String(l.msg).includes('listening'));

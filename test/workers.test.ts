@@ -127,6 +127,16 @@ describe('workers: 2', () => {
     expect(origin!.count('/slow')).toBe(1);
   }, 40_000);
 
+  it('a second instance on a port the first holds with SO_REUSEPORT fails to start, as a single process would (no silent sharing)', async () => {
+    const { port, balance } = await serveWorkers({ '/x': { kind: 'normal', cacheControl: 'max-age=60', body: 'x\n' } }, { fixedPort: true });
+    expect(balance).toBe(process.platform === 'linux' ? 'reuseport' : 'cluster');
+    const second = await lacquer(['serve', '-c', join(dir, 'workers.yaml'), '--workers', '2'], { timeoutMs: 20_000 }).exited;
+    expect(second.code).toBe(1);
+    expect(second.stderr.trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`cannot start: listen: 127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\)`))]);
+    // The first one still answers every request.
+    expect((await get(port, '/x')).status).toBe(200);
+  }, 40_000);
+
   it('a purge (and maintenance) through the admin API reaches every worker before it answers; /metrics counts all workers', async () => {
     const { port, admin } = await serveWorkers({ '/v': { kind: 'normal', cacheControl: 'max-age=600', body: 'v1\n' } });
     // Both workers hold v1 (connections alternate between them): every answer after the first is a hit.

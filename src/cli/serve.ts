@@ -1,6 +1,7 @@
 // `lacquer serve --config FILE`: run the proxy until SIGTERM/SIGINT, then stop gracefully and exit 0.
 // Every start-up failure is one line naming the setting to change, exit 1 (issue 11 item 11).
 import cluster from 'node:cluster';
+import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { ConfigError, formatProblem, loadConfigFile, type ConfigProblem } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
@@ -10,7 +11,7 @@ import { IpcCoordinator } from '../coord/ipc.ts';
 import { AccessLog } from '../observe/access-log.ts';
 import { StartupError } from '../ops/startup.ts';
 import { logReload } from '../ops/reload.ts';
-import { limitShare, memorySplit, runPrimary, WORKER_TAG, workerCount, type FailedMessage } from '../workers/primary.ts';
+import { balanceOf, limitShare, memorySplit, runPrimary, WORKER_TAG, workerCount, type FailedMessage } from '../workers/primary.ts';
 import { joinInstance } from '../workers/worker.ts';
 import type { Proxy, StartOptions } from '../main.ts';
 import { printProblems } from './check.ts';
@@ -94,10 +95,36 @@ function workerConfig(config: Config, index: number, n: number): Config {
   };
 }
 
+/**
+ * With SO_REUSEPORT, a second instance started on the same port by mistake would not fail: the kernel would
+ * spread connections over both. Each fixed port is first bound once without it (which fails while any socket
+ * holds the port, with or without SO_REUSEPORT) and released, so a taken port fails the start as it does
+ * for a single process: one line naming the setting, exit 1.
+ */
+async function portsFreeOrExit(config: Config, file: string): Promise<void> {
+  for (const [i, spec] of config.listen.entries()) {
+    const at = spec.address.lastIndexOf(':');
+    const port = Number(spec.address.slice(at + 1));
+    if (port === 0) continue;
+    const host = spec.address.slice(0, at).replace(/^\[|\]$/g, '');
+    const err = await new Promise<Error | undefined>((resolve) => {
+      const probe = createServer();
+      probe.once('error', resolve);
+      probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve(undefined)));
+    });
+    if (err) {
+      const setting = config.listen.length > 1 ? `listen.${i}` : 'listen';
+      process.stderr.write(`${file}: cannot start: ${formatProblem(startupProblem(new StartupError(setting, spec.address, err)))}\n`);
+      process.exit(1);
+    }
+  }
+}
+
 export async function serveCommand(file: string, o: { workers?: string } = {}): Promise<Proxy> {
   const config = loadOrExit(file);
   const n = cluster.isWorker ? Number(process.env.LACQUER_WORKERS) : workersFor(config, o.workers);
   if (n > 1 && cluster.isPrimary) {
+    if (balanceOf(config) === 'reuseport') await portsFreeOrExit(config, file);
     // workers/primary.ts: forks the workers, holds their locks, relays, replaces the dead, drains on stop.
     const log = new AccessLog({ destination: config.log.access, level: config.log.level, proxyName: config.proxy.name });
     const code = await runPrimary(config, n, log.logger);

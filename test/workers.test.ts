@@ -7,7 +7,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { startOrigin, type Origin } from '../src/lab/origin.ts';
 import { rawRequest } from './raw-client.ts';
 import { lacquer, waitFor, type Spawned } from './spawn-node.ts';
@@ -218,9 +218,22 @@ describe('workers: 2', () => {
   }, 40_000);
 
   it('the timeline (1-minute figures, dashboard charts) and the alerts count the requests of every worker', async () => {
+    // A webhook receiver: the instance notifies once, not once per worker.
+    const hooks: { rule: string; state: string }[] = [];
+    const receiver = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        hooks.push(JSON.parse(body) as { rule: string; state: string });
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    onTestFinished(() => new Promise<void>((r) => receiver.close(() => r())));
+    const hookUrl = `http://127.0.0.1:${(receiver.address() as net.AddressInfo).port}/hook`;
     const { port, admin, pids } = await serveWorkers(
       { '/ok': { kind: 'normal', cacheControl: 'no-store', body: 'ok\n' }, '/whoami': { kind: 'normal', cacheControl: 'no-store', body: 'me\n' }, '/bad': { kind: 'error', status: 500 } },
-      { yaml: 'alerts:\n  interval: 200ms\n  rules:\n    - name: errors\n      when: error_rate > 20%\n' },
+      { yaml: `alerts:\n  interval: 200ms\n  webhooks:\n    - url: ${hookUrl}\n  rules:\n    - name: errors\n      when: error_rate > 20%\n` },
     );
     // 10 requests on 10 connections: round-robin gives each worker about half.
     const N = 10;
@@ -245,6 +258,12 @@ describe('workers: 2', () => {
     type Alerts = { firing: string[]; rules: { name: string; value_text: string; summary: string }[] };
     const a = await until(() => api<Alerts>(admin, '/api/alerts'), (x) => x.firing.includes('errors'));
     expect(a.firing, JSON.stringify(a.rules)).toContain('errors');
+    // More 5xx, now on both workers: the rule stays firing, and the receivers heard of it once. (With a rule
+    // engine per worker, each would have notified about its own share.)
+    for (let i = 0; i < 6; i++) expect((await get(port, '/bad')).status).toBe(500);
+    await waitFor(() => hooks.length >= 1, 5000, () => JSON.stringify(hooks));
+    await sleep(1500);
+    expect(hooks.filter((h) => h.rule === 'errors').map((h) => h.state)).toEqual(['firing']);
   }, 60_000);
 
   it('/api/stats sums the cache over every worker (and says what the hand-off store holds); /api/backends counts a request in flight on worker 1 and splits max_connections', async () => {

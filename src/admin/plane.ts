@@ -25,6 +25,11 @@ export type Plane = {
   start(inflight: () => number, adminListen?: string): Promise<void>;
   /** Applies a reloaded configuration's `alerts` and `admin.token`. */
   reconfigure(next: Config): void;
+  /**
+   * workers (issue 12): alert rules are evaluated by worker 0 only, on the instance's timeline; the others
+   * evaluate none, or every worker would notify the receivers of its own share of the traffic.
+   */
+  alertsElsewhere(): void;
   stop(): Promise<void>;
 };
 
@@ -32,6 +37,7 @@ export function createPlane(config: Config, ctx: () => ProxyContext, ops?: { con
   let inflight: () => number = () => 0;
   let current = config;
   let started = false;
+  let alertsHere = true;
   const observer = new Observer(ctx, () => inflight());
   const logger = ctx().log.logger;
   const senderFor = (a: Config['alerts']) =>
@@ -55,7 +61,7 @@ export function createPlane(config: Config, ctx: () => ProxyContext, ops?: { con
       inflight = fn;
       started = true;
       observer.start();
-      alerts.start();
+      if (alertsHere) alerts.start();
       if (!config.admin.enabled) return;
       const listen = adminListen ?? config.admin.listen;
       plane.admin = await startAdmin({ ctx, observer, alerts: () => alerts, webhooks: () => webhooks, inflight: fn, ops }, listen, () => current.admin.token);
@@ -75,8 +81,12 @@ export function createPlane(config: Config, ctx: () => ProxyContext, ops?: { con
       engine.adoptState(alerts);
       alerts.stop();
       alerts = engine;
-      if (started) alerts.start();
+      if (started && alertsHere) alerts.start();
       if (!sameReceivers) void oldSender.close();
+    },
+    alertsElsewhere() {
+      alertsHere = false;
+      alerts.stop();
     },
     async stop() {
       alerts.stop();

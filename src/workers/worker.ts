@@ -2,7 +2,8 @@
 // changes on one worker through the admin API reaches the others before the API answers: invalidations
 // through the invalidator's hook (coord/attach.ts), maintenance, health overrides, reloads and rollbacks
 // here, as `control` messages. Active health probes run on worker 0 only; their results reach the others
-// the same way, so every worker judges a backend by the same probes.
+// the same way, so every worker judges a backend by the same probes. Worker 0 also holds the instance's view
+// (the others' figures and timeline seconds, gathered once a second) and alone evaluates the alert rules.
 import type { Override } from '../pipeline/maintenance.ts';
 import type { Proxy } from '../main.ts';
 import type { IpcCoordinator } from '../coord/ipc.ts';
@@ -106,7 +107,10 @@ export function joinInstance(proxy: Proxy, coord: IpcCoordinator, index: number,
   const observer = proxy.plane.observer;
   observer.worker = index;
   coord.collectors.set(FIGURES, () => Promise.resolve(observer.figures(RESEND_SECONDS)));
-  if (proxy.plane.admin) {
+  // Worker 0 holds the instance's view (even with the admin plane off: its alert rules read it); the others
+  // evaluate no alert rules (each would notify about its own share of the traffic).
+  if (index !== 0) proxy.plane.alertsElsewhere();
+  else {
     let remote: FailureReport[] = [];
     let others: WorkerFigures[] = [];
     let handoff: HandoffFigures | undefined;

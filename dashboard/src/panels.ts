@@ -78,7 +78,8 @@ export function renderBackends(pools: Live['backends'], onOverride: (b: BackendR
           'tr',
           { 'data-backend': `${b.pool}/${b.name}` },
           el('td', {}, el('strong', {}, b.name), el('div', { class: 'muted small' }, b.url)),
-          el('td', { class: `state ${b.state}` }, b.status),
+          // With workers the state is the worst any worker holds (passive health is per worker): say whose.
+          el('td', { class: `state ${b.state}` }, b.status, ...(b.workers?.some((w) => w.state !== b.state) ? [el('div', { class: 'muted small' }, `worst of ${b.workers.map((w) => `worker ${w.worker} ${w.state}`).join(', ')}`)] : [])),
           el('td', {}, el('code', {}, b.probe_window || '–')),
           el('td', { class: 'small' }, b.last_probe_error ?? '–'),
           el(

@@ -1,4 +1,5 @@
 // Composition root: config → backends, cache, access log, listener; and the orderly stop.
+import cluster from 'node:cluster';
 import type { Writable } from 'node:stream';
 import type { Config } from './config/schema.ts';
 import { createContext, type ProxyContext } from './pipeline/context.ts';
@@ -168,7 +169,8 @@ export async function startProxy(config: Config, opts: StartOptions = {}): Promi
         await snapshots?.stop();
         stopPools();
         for (const p of ctx.pools.values()) p.destroy();
-        log.logger.info('stopped');
+        // A worker of `workers: N`: the primary says once that the instance stopped (workers/primary.ts).
+        log.logger[cluster.isWorker ? 'debug' : 'info']('stopped');
         // A log file's descriptor is closed; stdout/stderr stay open, and `serve` gives them the rest of the
         // drain time to take their last lines (AccessLog.drain).
         log.close();

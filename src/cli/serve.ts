@@ -152,7 +152,7 @@ export async function serveCommand(file: string, o: { workers?: string } = {}): 
     // Whatever hangs (a log pipe nobody reads, a stuck snapshot write), the process is gone shortly after the
     // drain bound: a supervisor's SIGKILL is worse. Timers still run: nothing below blocks the event loop.
     setTimeout(() => process.exit(1), drainMs + GRACE_MS).unref();
-    proxy.ctx.log.logger.info({ signal, inflight: proxy.listener.inflight() }, `${signal}: draining (up to ${drainMs}ms)`);
+    proxy.ctx.log.logger[worker ? 'debug' : 'info']({ signal, worker: worker?.index, inflight: proxy.listener.inflight() }, `${signal}: draining (up to ${drainMs}ms)`);
     const exit = (code: number, err?: unknown) => {
       if (err) proxy.ctx.log.logger.error({ err }, 'stop failed');
       // Give the log destinations what is left of the drain time (at least a little) to take the last lines.

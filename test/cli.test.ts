@@ -100,9 +100,12 @@ describe('lacquer serve', () => {
     expect(r.stdout).not.toMatch(/listening/);
   });
 
-  it('logs one start line (on stderr: operational messages) with the listen address and the backends, and stops on SIGTERM with exit 0', async () => {
+  it.each([
+    ['the default workers', [], availableParallelism()],
+    ['workers: 1', ['--workers', '1'], 1],
+  ])('logs one start line (on stderr: operational messages) with the listen address and the backends, and stops on SIGTERM with exit 0 (%s)', async (_name, flags, n) => {
     const p = file('ok.yaml', 'listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nbackends:\n  - name: app1\n    url: http://127.0.0.1:9\n  - name: app2\n    url: http://127.0.0.1:10\n');
-    const s = lacquer(['serve', '-c', p]);
+    const s = lacquer(['serve', '-c', p, ...flags]);
     // A failed assertion must not leave the server (and, with workers, its primary and workers) running.
     onTestFinished(() => void s.child.kill('SIGKILL'));
     await waitFor(() => s.stderr().includes('listening'), 5000, () => `stdout ${s.stdout()} stderr ${s.stderr()}`);
@@ -116,8 +119,7 @@ describe('lacquer serve', () => {
     expect(backends).toHaveLength(2);
     expect(backends[0]).toMatch(/\bapp1\b.*http:\/\/127\.0\.0\.1:9$/);
     expect(backends[1]).toMatch(/\bapp2\b.*http:\/\/127\.0\.0\.1:10$/);
-    // With the default `workers: auto` on more than one core, the primary's line for the instance (port 0: the cluster balances).
-    const n = availableParallelism();
+    // With more than one worker (the default on a multi-core machine), the primary's line for the instance (port 0: the cluster balances).
     const admin = start[0]!.admin as string;
     expect(start[0]!.msg).toBe(
       n > 1
@@ -131,13 +133,16 @@ describe('lacquer serve', () => {
 });
 
 describe('lacquer serve, port taken', () => {
-  it('says which address is in use instead of a stack trace, exit 1', async () => {
+  it.each([
+    ['the default workers', []],
+    ['workers: 1', ['--workers', '1']],
+  ])('says which address is in use instead of a stack trace, exit 1 (%s)', async (_name, flags) => {
     const taken = net.createServer();
     await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
     const port = (taken.address() as net.AddressInfo).port;
     try {
       const p = file('taken.yaml', `listen: 127.0.0.1:${port}\nadmin:\n  listen: 127.0.0.1:0\nbackends:\n  - name: app1\n    url: http://127.0.0.1:9\n`);
-      const r = await lacquer(['serve', '-c', p]).exited;
+      const r = await lacquer(['serve', '-c', p, ...flags]).exited;
       expect(r.code).toBe(1);
       expectProblems(r.stderr, [new RegExp(`^${escape(p)}: cannot start: listen: 127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\) — a port no other process listens on$`)]);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);

@@ -5,7 +5,7 @@ import net from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startOrigin, type Origin } from '../src/lab/origin.ts';
 import http from 'node:http';
 import { sleep, startHarness, type Harness } from './helpers.ts';
@@ -25,12 +25,18 @@ afterEach(async () => {
   origin = undefined;
 });
 
+/**
+ * The serve flags of the current `describe.each` run: the default (`workers: auto`, several processes on a
+ * multi-core machine) and a single process, so both drain paths stay tested whatever the machine.
+ */
+let flags: string[] = [];
+
 /** Starts `lacquer serve` in front of a lab origin whose /slow answers after `slowMs`; returns the proxy port. */
 async function serve(slowMs: number, drain: string): Promise<number> {
   origin = await startOrigin({ behaviours: { '/slow': { kind: 'slow', firstByteMs: slowMs, then: { cacheControl: 'no-store', body: 'finished\n' } } } });
   const cfg = join(dir, `serve-${drain}.yaml`);
   writeFileSync(cfg, `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nproxy:\n  drain_timeout: ${drain}\nlog:\n  access: stdout\nbackends:\n  - name: app1\n    url: ${origin.url}\n`);
-  proc = lacquer(['serve', '-c', cfg], { timeoutMs: 15_000 });
+  proc = lacquer(['serve', '-c', cfg, ...flags], { timeoutMs: 15_000 });
   await waitFor(() => proc!.stderr().includes('listening'), 5000, () => `stdout ${proc!.stdout()} stderr ${proc!.stderr()}`);
   const start = JSON.parse(proc.stderr().split('\n').find((l) => l.includes('listening'))!) as { listen: string };
   return Number(start.listen.split(':')[1]);
@@ -47,7 +53,12 @@ function connectError(port: number): Promise<string | undefined> {
   });
 }
 
-describe('graceful shutdown (SIGTERM)', () => {
+describe.each([
+  ['the default workers', []],
+  ['workers: 1', ['--workers', '1']],
+])('graceful shutdown (SIGTERM), %s', (_name, f) => {
+  beforeEach(() => void (flags = f));
+
   it('lets the in-flight request finish with 200, refuses new connections, exits 0 within the drain bound', async () => {
     const port = await serve(1000, '5s');
     const inflight = rawRequest(`http://127.0.0.1:${port}/slow`);
@@ -86,7 +97,9 @@ describe('graceful shutdown (SIGTERM)', () => {
     for (let i = 0; i < 50 && origin!.stats().inFlight > 0; i++) await sleep(20);
     expect(origin!.stats().inFlight).toBe(0);
   });
+});
 
+describe('graceful shutdown, in-process', () => {
   it('an answer finishing during the drain says Connection: close, so a keep-alive client does not reuse the connection', async () => {
     let h: Harness | undefined = await startHarness({ origins: [{ behaviours: { '/slow': { kind: 'slow', firstByteMs: 400, then: { cacheControl: 'no-store' } } } }] });
     const agent = new http.Agent({ keepAlive: true });

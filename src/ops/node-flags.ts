@@ -1,4 +1,6 @@
-// The V8 flags Lacquer runs with (issue 12 part 3, memory within its bound): the young generation's size.
+// The V8 flags and allocator settings Lacquer runs with (issue 12 part 3, memory within its bound).
+//
+// The young generation's size.
 // V8 sizes the young generation when the process starts and lets it grow to 64 MiB per semi-space on a
 // large machine; a proxy allocates fast enough to reach that, so an idle-looking process carried 128 MiB of
 // new space (BENCHMARKS.md "Memory"). The flag cannot be changed from inside a running process
@@ -6,10 +8,20 @@
 //   - `lacquer serve` re-executes itself once with the flag (same pid: process.execve), unless the operator
 //     chose a size (a flag or NODE_OPTIONS);
 //   - the primary of `workers: N` passes it to the workers it forks (workers/primary.ts).
+//
+// glibc's malloc arenas. Bodies and socket reads are ArrayBuffers from malloc; glibc gives threads their own
+// arenas (up to 8 per core), and memory freed in an arena stays in the process. Two arenas measured 15–30 MiB
+// less RSS with a full cache after churn (BENCHMARKS.md "Memory"); one arena saved more, but puts every
+// thread (the libuv pool's zlib, fs and dns; V8's background GC) behind the event loop's arena lock, a cost
+// this machine was too noisy to measure. The environment is read when the process starts, so it is set
+// by the same re-exec; workers inherit it from the primary. Other allocators ignore it.
 
 /** MiB per semi-space: 16 measured 90–138 MiB less RSS under load at the same CPU per request (BENCHMARKS.md). */
 export const SEMI_SPACE_MIB = 16;
 const FLAG = '--max-semi-space-size';
+
+/** Allocator settings added to the environment unless the operator set them. */
+export const MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
 
 /** Whether the operator already chose a semi-space size (a node flag, or NODE_OPTIONS). */
 export function semiSpaceChosen(execArgv: readonly string[], nodeOptions: string | undefined): boolean {
@@ -22,17 +34,19 @@ export function withHeapFlags(execArgv: readonly string[], nodeOptions: string |
 }
 
 /**
- * Replaces this process with the same command line plus the heap flags (same pid, same stdio, nothing
- * started yet), when they are missing and the platform can (process.execve: Node ≥ 22.15 / 23.11, not on
- * Windows). Returns when nothing was to be done or the exec could not happen: the proxy then runs with
- * V8's defaults, as before. Measured cost: one more Node start before the proxy loads (BENCHMARKS.md).
+ * Replaces this process with the same command line plus the heap flags and allocator settings (same pid,
+ * same stdio, nothing started yet), when some are missing and the platform can (process.execve: Node ≥
+ * 22.15 / 23.11, not on Windows). Returns when nothing was to be done or the exec could not happen: the
+ * proxy then runs as it was started. Measured cost: one more Node start before the proxy loads (BENCHMARKS.md).
  */
 export function reexecWithHeapFlags(): void {
   const execve = (process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve;
-  if (typeof execve !== 'function' || semiSpaceChosen(process.execArgv, process.env.NODE_OPTIONS)) return;
+  const env = { ...MALLOC_ENV, ...process.env };
+  const missingEnv = Object.keys(MALLOC_ENV).some((k) => process.env[k] === undefined);
+  if (typeof execve !== 'function' || (!missingEnv && semiSpaceChosen(process.execArgv, process.env.NODE_OPTIONS))) return;
   try {
-    execve.call(process, process.execPath, [process.execPath, ...withHeapFlags(process.execArgv, undefined), ...process.argv.slice(1)], process.env);
+    execve.call(process, process.execPath, [process.execPath, ...withHeapFlags(process.execArgv, process.env.NODE_OPTIONS), ...process.argv.slice(1)], env);
   } catch {
-    // Not replaced (e.g. a sandbox refusing exec): go on with V8's defaults.
+    // Not replaced (e.g. a sandbox refusing exec): go on as started.
   }
 }

@@ -1,7 +1,7 @@
 // Store: copying a streamed origin body into a cache object (bounded by the largest storable size), and
 // freshening a stored object from a 304 (RFC 9111 §4.3.4).
 import { parseVary, variantKey } from '../cache/key.ts';
-import type { CachedObject } from '../cache/object.ts';
+import { exactBody, type CachedObject } from '../cache/object.ts';
 import { parseTags } from '../cache/invalidate.ts';
 import { decideStorage, type Headers, type NotStorableReason, type StoragePolicy, type StoreDecision } from '../cache/storable.ts';
 import type { ProxyContext } from './context.ts';
@@ -17,12 +17,11 @@ const NOT_STORED = new Set(['age', 'content-length', 'x-request-id', 'cache-stat
  * Collects body chunks up to a cap; past it the copy is dropped and `add` returns false.
  *
  * Memory (issue 12 part 3): undici hands over views into the socket's read buffers (up to 64 KiB each).
- * Keeping them until the end and concatenating kept every read buffer alive for the whole transfer, long
- * enough to be promoted to the old generation, where it waited for a major GC after the copy was made.
- * With a Content-Length the body is one exact-size allocation made at the first chunk and each chunk is
- * copied in as it comes, so the read buffers die young; the stored body is always its own allocation of
- * exactly its size (`allocUnsafeSlow`: not a slice of Node's shared 8 KiB pool, nor a view into a read
- * buffer, either of which would keep unrelated memory alive as long as the object stays cached).
+ * Keeping them until the end and concatenating kept every read buffer alive for the whole transfer; one
+ * that survived a scavenge meanwhile moved to the old generation and waited there for a major GC. With a
+ * Content-Length the body is one exact-size allocation made at the first chunk and each chunk is copied in
+ * as it comes, so the read buffers die young. The stored body is always its own allocation of exactly its
+ * size (cache/object.ts `exactBody`), never a view into a read buffer.
  */
 export class BodyCollector {
   readonly maxBytes: number;
@@ -69,16 +68,9 @@ export class BodyCollector {
   /** The body, in one allocation of exactly `size` bytes. */
   body(): Buffer {
     const b = this.#body;
-    if (b && this.#chunks.length === 0) return this.#size === b.length ? b : exactCopy([b.subarray(0, this.#size)], this.#size);
-    return exactCopy(this.#chunks, this.#size);
+    if (b && this.#chunks.length === 0) return this.#size === b.length ? b : exactBody([b.subarray(0, this.#size)], this.#size);
+    return exactBody(this.#chunks, this.#size);
   }
-}
-
-function exactCopy(chunks: Buffer[], size: number): Buffer {
-  const out = Buffer.allocUnsafeSlow(size);
-  let at = 0;
-  for (const c of chunks) at += c.copy(out, at);
-  return out;
 }
 
 /** Content-Length as a byte count, or undefined when absent or not one plain number (RFC 9110 §8.6). */

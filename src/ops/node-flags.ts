@@ -44,6 +44,8 @@ export function reexecWithHeapFlags(): void {
   const env = { ...MALLOC_ENV, ...process.env };
   const missingEnv = Object.keys(MALLOC_ENV).some((k) => process.env[k] === undefined);
   if (typeof execve !== 'function' || (!missingEnv && semiSpaceChosen(process.execArgv, process.env.NODE_OPTIONS))) return;
+  // A debugger attached to this process would lose it at the exec: debugging runs as started.
+  if (process.execArgv.some((a) => a.startsWith('--inspect'))) return;
   try {
     execve.call(process, process.execPath, [process.execPath, ...withHeapFlags(process.execArgv, process.env.NODE_OPTIONS), ...process.argv.slice(1)], env);
   } catch {

@@ -48,6 +48,22 @@ export type EncodedForms = {
   toJSON(): undefined;
 };
 
+/**
+ * The bytes of `chunks` (`size` in all) in one allocation of exactly that size, for a body to be stored.
+ * Not `Buffer.concat` / `Buffer.from`: below 32 KiB they return a slice of Node's shared 64 KiB Buffer pool
+ * (Buffer.poolSize in Node 24), so a small cached body would keep up to 64 KiB alive for as long as it stays
+ * cached, memory that cache.memory does not see (issue 12 part 3).
+ */
+export function exactBody(chunks: readonly Uint8Array[], size: number): Buffer {
+  const out = Buffer.allocUnsafeSlow(size);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
 /** Where an object stands at a moment; a closed union (STYLE habit 3). */
 export type ObjectState =
   /** May be served as is. */

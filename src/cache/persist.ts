@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { open, readFile, rename, unlink, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { retentionMs, type CachedObject } from './object.ts';
+import { exactBody, retentionMs, type CachedObject } from './object.ts';
 import type { Store } from './store.ts';
 
 const MAGIC = Buffer.from('LACQUER-SNAPSHOT 1\n');
@@ -86,7 +86,9 @@ export async function loadSnapshot(store: Store, path: string, now = Date.now())
       at += 4;
       const meta = JSON.parse(content.subarray(at, at + metaLen).toString('utf8')) as Meta;
       at += metaLen;
-      const body = Buffer.from(content.subarray(at, at + meta.bodyLength));
+      const slice = content.subarray(at, at + meta.bodyLength);
+      // Its own allocation: a view would keep the whole snapshot file's buffer alive.
+      const body = exactBody([slice], slice.length);
       at += meta.bodyLength;
       if (body.length !== meta.bodyLength || createHash('sha256').update(body).digest('hex') !== meta.bodySha256) throw new Error(`body checksum mismatch for ${meta.key}`);
       const { bodySha256: _s, bodyLength: _l, ...rest } = meta;

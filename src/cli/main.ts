@@ -2,10 +2,14 @@
 // `lacquer` command line: one file per verb under src/cli/.
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { registerLab } from './lab.ts';
+import { reexecWithHeapFlags } from '../ops/node-flags.ts';
 import type { PurgeOptions } from './purge.ts';
 import type { DoctorCliOptions } from './doctor.ts';
 import type { LogsCliOptions } from './logs.ts';
+
+// `serve` runs for good: it gets its V8 heap flags before anything is loaded (ops/node-flags.ts). A worker
+// of `workers: N` already has them from the primary.
+if (process.argv[2] === 'serve' && !process.env.NODE_UNIQUE_ID) reexecWithHeapFlags();
 
 const program = new Command()
   .name('lacquer')
@@ -92,6 +96,7 @@ program
     process.exitCode = await logsCommand(files, o);
   });
 
-registerLab(program.command('lab'));
+// The long-running verb does not load the lab (32 modules) only to register `lab`: idle RSS (issue 12).
+if (process.argv[2] !== 'serve') (await import('./lab.ts')).registerLab(program.command('lab'));
 
 await program.parseAsync(process.argv);

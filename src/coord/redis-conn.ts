@@ -1,12 +1,21 @@
 // The connections of the Redis coordinator: a plain client (`redis://`, `rediss://`) or one that finds the
 // master through Sentinel and follows failovers (`redis+sentinel://`). Both node-redis flavours behind the
 // handful of operations the coordinator uses.
-import { createClient, createSentinel, RESP_TYPES } from 'redis';
+import { createRequire } from 'node:module';
+import type * as Redis from 'redis';
 
 type Args = readonly (string | Buffer)[];
 
+/**
+ * node-redis is loaded when a connection is opened, not when the process starts: it is 650 modules that a
+ * Lacquer without `fleet` never uses (idle RSS, issue 12).
+ */
+const redis = (): typeof Redis => createRequire(import.meta.url)('redis') as typeof Redis;
+
+/** RESP3 blob string (`$`); checked against node-redis's RESP_TYPES by the type. */
+const BLOB_STRING: (typeof Redis.RESP_TYPES)['BLOB_STRING'] = 36;
 /** Bodies come back as Buffers, everything else as strings. */
-export const BUFFERS = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } } as const;
+export const BUFFERS = { typeMapping: { [BLOB_STRING]: Buffer } } as const;
 
 export type Conn = {
   readonly isReady: boolean;
@@ -34,6 +43,7 @@ const SENTINEL_URL = /^redis\+sentinel:\/\/(?:([^:@/]*):([^@/]*)@)?([^/]+)\/([^/
 
 /** Two connections: one for commands, one for the subscription (a subscribed connection takes no commands). */
 export function openConns(o: ConnOptions): { cmd: Conn; sub: Conn } {
+  const { createClient, createSentinel } = redis();
   const m = SENTINEL_URL.exec(o.url);
   if (!m) {
     const client = createClient({

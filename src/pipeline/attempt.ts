@@ -33,7 +33,7 @@ import type { ForwardPlan } from './forward.ts';
 import { originRequestHeaders, responseHeaderList } from './headers.ts';
 import { forwardInterim } from './interim.ts';
 import { deliverStale, isErrorStatus, usableOnError } from './stale.ts';
-import { BodyCollector, buildObject, freshenObject, storageDecision } from './store.ts';
+import { BodyCollector, buildObject, contentLengthOf, freshenObject, storageDecision } from './store.ts';
 import { proxyStatusForReceived } from './synth.ts';
 import type { Route } from './route.ts';
 
@@ -241,13 +241,13 @@ class Run {
       if (d.store) {
         this.#decision = d;
         this.#store = 'store';
-        this.#collector = new BodyCollector(ctx.maxObjectBytes);
+        this.#collector = new BodyCollector(ctx.maxObjectBytes, contentLengthOf(h));
         ctx.passMarks.delete(primary);
       } else if (st >= 500 && plan.flight) {
         // Waiters get the same origin error instead of each sending their own request.
         this.#decision = TRANSIENT;
         this.#store = 'transient';
-        this.#collector = new BodyCollector(TRANSIENT_MAX_BYTES);
+        this.#collector = new BodyCollector(TRANSIENT_MAX_BYTES, contentLengthOf(h));
       } else {
         if (MARKABLE.has(d.reason)) {
           ctx.passMarks.set(primary, true);

@@ -1,7 +1,7 @@
 // Store: copying a streamed origin body into a cache object (bounded by the largest storable size), and
 // freshening a stored object from a 304 (RFC 9111 §4.3.4).
 import { parseVary, variantKey } from '../cache/key.ts';
-import type { CachedObject } from '../cache/object.ts';
+import { exactBody, type CachedObject } from '../cache/object.ts';
 import { parseTags } from '../cache/invalidate.ts';
 import { decideStorage, type Headers, type NotStorableReason, type StoragePolicy, type StoreDecision } from '../cache/storable.ts';
 import type { ProxyContext } from './context.ts';
@@ -13,24 +13,49 @@ import { endToEnd, responseHeaderList } from './headers.ts';
  */
 const NOT_STORED = new Set(['age', 'content-length', 'x-request-id', 'cache-status', 'proxy-status', 'date-received', 'proxy-authenticate', 'proxy-authentication-info']);
 
-/** Collects body chunks up to a cap; past it the copy is dropped and `add` returns false. */
+/**
+ * Collects body chunks up to a cap; past it the copy is dropped and `add` returns false.
+ *
+ * Memory (issue 12 part 3): undici hands over views into the socket's read buffers (up to 64 KiB each).
+ * Keeping them until the end and concatenating kept every read buffer alive for the whole transfer; one
+ * that survived a scavenge meanwhile moved to the old generation and waited there for a major GC. With a
+ * Content-Length the body is one exact-size allocation made at the first chunk and each chunk is copied in
+ * as it comes, so the read buffers die young. The stored body is always its own allocation of exactly its
+ * size (cache/object.ts `exactBody`), never a view into a read buffer.
+ */
 export class BodyCollector {
   readonly maxBytes: number;
+  /** The announced length (Content-Length) when known and within the cap. */
+  readonly #expected: number | undefined;
+  #body: Buffer | undefined;
   #chunks: Buffer[] = [];
   #size = 0;
   #overflow = false;
 
-  constructor(maxBytes: number) {
+  constructor(maxBytes: number, contentLength?: number) {
     this.maxBytes = maxBytes;
+    this.#expected = contentLength !== undefined && contentLength <= maxBytes ? contentLength : undefined;
   }
 
   add(chunk: Buffer): boolean {
     if (this.#overflow) return false;
+    const at = this.#size;
     this.#size += chunk.length;
     if (this.#size > this.maxBytes) {
       this.#overflow = true;
       this.#chunks = [];
+      this.#body = undefined;
       return false;
+    }
+    if (this.#expected !== undefined && this.#size <= this.#expected) {
+      this.#body ??= Buffer.allocUnsafeSlow(this.#expected);
+      chunk.copy(this.#body, at);
+      return true;
+    }
+    if (this.#body) {
+      // More than announced (undici refuses that, this is a safety net): go on as a list of chunks.
+      this.#chunks.push(this.#body.subarray(0, at));
+      this.#body = undefined;
     }
     this.#chunks.push(chunk);
     return true;
@@ -40,9 +65,18 @@ export class BodyCollector {
     return this.#size;
   }
 
+  /** The body, in one allocation of exactly `size` bytes. */
   body(): Buffer {
-    return this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#size);
+    const b = this.#body;
+    if (b && this.#chunks.length === 0) return this.#size === b.length ? b : exactBody([b.subarray(0, this.#size)], this.#size);
+    return exactBody(this.#chunks, this.#size);
   }
+}
+
+/** Content-Length as a byte count, or undefined when absent or not one plain number (RFC 9110 §8.6). */
+export function contentLengthOf(headers: Headers): number | undefined {
+  const v = headers['content-length'];
+  return typeof v === 'string' && /^\d{1,15}$/.test(v) ? Number(v) : undefined;
 }
 
 /** `policy`: a route's TTL and stale-window overrides (pipeline/route.ts), else the context's. */

@@ -14,6 +14,7 @@ import { banTest } from '../cache/invalidate.ts';
 import type { Config } from '../config/schema.ts';
 import { GATHER_TIMEOUT_MS, IPC_TAG, PUBLISH_TIMEOUT_MS, type IpcDown, type IpcNotice, type IpcRequest } from '../coord/ipc.ts';
 import type { CoordMessage, Invalidation, SharedObject, UnlockWait } from '../coord/types.ts';
+import { withHeapFlags } from '../ops/node-flags.ts';
 
 /** Tag of the workers' own messages to the primary (ready), apart from coordination. */
 export const WORKER_TAG = 'lacquer:worker';
@@ -240,16 +241,10 @@ export function balanceOf(config: Config): 'reuseport' | 'cluster' {
   return config.workers_balance === 'reuseport' && process.platform === 'linux' && port !== 0 ? 'reuseport' : 'cluster';
 }
 
-/**
- * The workers' node flags: the primary's, plus a 16 MiB semi-space unless one was chosen. V8's default young
- * generation grows far larger under a proxy's allocation rate: with 16 MiB, RSS under load was 90–138 MiB
- * lower at the same CPU per request (BENCHMARKS.md "Memory"); 4 MiB saved more but cost 11 % on 1 KiB hits.
- */
+/** The workers' node flags: the primary's, plus Lacquer's semi-space size unless one was chosen (ops/node-flags.ts). */
 export function workerExecArgv(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
-  const chosen = [...execArgv, ...(nodeOptions ?? '').split(/\s+/)].some((a) => a.startsWith('--max-semi-space-size'));
-  return chosen ? [...execArgv] : [...execArgv, `--max-semi-space-size=${SEMI_SPACE_MIB}`];
+  return withHeapFlags(execArgv, nodeOptions);
 }
-const SEMI_SPACE_MIB = 16;
 
 /**
  * `os.availableParallelism()` for `auto`, except in a fleet: its instances coordinate through Redis, and the

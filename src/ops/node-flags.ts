@@ -1,0 +1,54 @@
+// The V8 flags and allocator settings Lacquer runs with (issue 12 part 3, memory within its bound).
+//
+// The young generation's size.
+// V8 sizes the young generation when the process starts and lets it grow to 64 MiB per semi-space on a
+// large machine; a proxy allocates fast enough to reach that, so an idle-looking process carried 128 MiB of
+// new space (BENCHMARKS.md "Memory"). The flag cannot be changed from inside a running process
+// (`v8.setFlagsFromString('--max-semi-space-size=4')` after start still let the new space reach 64 MiB), so:
+//   - `lacquer serve` re-executes itself once with the flag (same pid: process.execve), unless the operator
+//     chose a size (a flag or NODE_OPTIONS);
+//   - the primary of `workers: N` passes it to the workers it forks (workers/primary.ts).
+//
+// glibc's malloc arenas. Bodies and socket reads are ArrayBuffers from malloc; glibc gives threads their own
+// arenas (up to 8 per core), and memory freed in an arena stays in the process. Two arenas measured 15–30 MiB
+// less RSS with a full cache after churn (BENCHMARKS.md "Memory"); one arena saved more, but puts every
+// thread (the libuv pool's zlib, fs and dns; V8's background GC) behind the event loop's arena lock, a cost
+// this machine was too noisy to measure. The environment is read when the process starts, so it is set
+// by the same re-exec; workers inherit it from the primary. Other allocators ignore it.
+
+/** MiB per semi-space: 16 measured 90–138 MiB less RSS under load at the same CPU per request (BENCHMARKS.md). */
+export const SEMI_SPACE_MIB = 16;
+const FLAG = '--max-semi-space-size';
+
+/** Allocator settings added to the environment unless the operator set them. */
+export const MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
+
+/** Whether the operator already chose a semi-space size (a node flag, or NODE_OPTIONS). */
+export function semiSpaceChosen(execArgv: readonly string[], nodeOptions: string | undefined): boolean {
+  return [...execArgv, ...(nodeOptions ?? '').split(/\s+/)].some((a) => a.startsWith(FLAG));
+}
+
+/** The node flags with Lacquer's semi-space size added, unless one was chosen. */
+export function withHeapFlags(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
+  return semiSpaceChosen(execArgv, nodeOptions) ? [...execArgv] : [...execArgv, `${FLAG}=${SEMI_SPACE_MIB}`];
+}
+
+/**
+ * Replaces this process with the same command line plus the heap flags and allocator settings (same pid,
+ * same stdio, nothing started yet), when some are missing and the platform can (process.execve: Node ≥
+ * 22.15 / 23.11, not on Windows). Returns when nothing was to be done or the exec could not happen: the
+ * proxy then runs as it was started. Measured cost: one more Node start before the proxy loads (BENCHMARKS.md).
+ */
+export function reexecWithHeapFlags(): void {
+  const execve = (process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve;
+  const env = { ...MALLOC_ENV, ...process.env };
+  const missingEnv = Object.keys(MALLOC_ENV).some((k) => process.env[k] === undefined);
+  if (typeof execve !== 'function' || (!missingEnv && semiSpaceChosen(process.execArgv, process.env.NODE_OPTIONS))) return;
+  // A debugger attached to this process would lose it at the exec: debugging runs as started.
+  if (process.execArgv.some((a) => a.startsWith('--inspect'))) return;
+  try {
+    execve.call(process, process.execPath, [process.execPath, ...withHeapFlags(process.execArgv, process.env.NODE_OPTIONS), ...process.argv.slice(1)], env);
+  } catch {
+    // Not replaced (e.g. a sandbox refusing exec): go on as started.
+  }
+}

@@ -161,12 +161,15 @@ describe('lacquer serve: heap flags and allocator settings', () => {
     const p = await served(env);
     expect(p.argv).toContain('--max-semi-space-size=16');
     expect(p.env).toContain('MALLOC_ARENA_MAX=2');
+    // The compile cache beside the installed packages (no TypeScript stripper loaded at the next start).
+    expect(p.env.find((e) => e.startsWith('NODE_COMPILE_CACHE='))).toMatch(/node_modules\/\.cache\/lacquer-compile$/);
   });
 
-  it.skipIf(!linux)("keeps the operator's choice of either", async () => {
-    const p = await served({ ...process.env, MALLOC_ARENA_MAX: '4', NODE_OPTIONS: '--max-semi-space-size=32' });
+  it.skipIf(!linux)("keeps the operator's choice of each", async () => {
+    const p = await served({ ...process.env, MALLOC_ARENA_MAX: '4', NODE_OPTIONS: '--max-semi-space-size=32', NODE_DISABLE_COMPILE_CACHE: '1' });
     expect(p.argv.some((a) => a.startsWith('--max-semi-space-size'))).toBe(false);
     expect(p.env).toContain('MALLOC_ARENA_MAX=4');
     expect(p.env).not.toContain('MALLOC_ARENA_MAX=2');
+    expect(p.env.some((e) => e.startsWith('NODE_COMPILE_CACHE='))).toBe(false);
   });
 });

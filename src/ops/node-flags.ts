@@ -1,3 +1,5 @@
+import { fileURLToPath } from 'node:url';
+
 // The V8 flags and allocator settings Lacquer runs with (issue 12 part 3, memory within its bound).
 //
 // The young generation's size.
@@ -23,6 +25,23 @@ const FLAG = '--max-semi-space-size';
 /** Allocator settings added to the environment unless the operator set them. */
 export const MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
 
+// Node's compile cache (NODE_COMPILE_CACHE): with it, a start reads each module's type-stripped source and
+// V8 code cache from disk instead of loading the TypeScript stripper (amaro, a WebAssembly build of swc) and
+// stripping ~500 files. Measured on the 2-core development machine: idle RSS 121 → 107 MiB per process.
+// Entries are checked against the source's hash, so an edited file is stripped again; a directory that
+// cannot be written (a read-only image) only loses the saving. Kept beside the installed packages, where
+// tools keep their caches, not in the temp directory; the operator's NODE_COMPILE_CACHE or
+// NODE_DISABLE_COMPILE_CACHE wins.
+const COMPILE_CACHE_DIR = fileURLToPath(new URL('../../node_modules/.cache/lacquer-compile', import.meta.url));
+
+/** The environment settings Lacquer adds for `serve` unless the operator set them (or turned the compile cache off). */
+export function addedEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const added: Record<string, string> = {};
+  for (const [k, v] of Object.entries(MALLOC_ENV)) if (env[k] === undefined) added[k] = v;
+  if (env.NODE_COMPILE_CACHE === undefined && env.NODE_DISABLE_COMPILE_CACHE === undefined) added.NODE_COMPILE_CACHE = COMPILE_CACHE_DIR;
+  return added;
+}
+
 /** Whether the operator already chose a semi-space size (a node flag, or NODE_OPTIONS). */
 export function semiSpaceChosen(execArgv: readonly string[], nodeOptions: string | undefined): boolean {
   return [...execArgv, ...(nodeOptions ?? '').split(/\s+/)].some((a) => a.startsWith(FLAG));
@@ -41,8 +60,9 @@ export function withHeapFlags(execArgv: readonly string[], nodeOptions: string |
  */
 export function reexecWithHeapFlags(): void {
   const execve = (process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve;
-  const env = { ...MALLOC_ENV, ...process.env };
-  const missingEnv = Object.keys(MALLOC_ENV).some((k) => process.env[k] === undefined);
+  const added = addedEnv(process.env);
+  const env = { ...added, ...process.env };
+  const missingEnv = Object.keys(added).length > 0;
   if (typeof execve !== 'function' || (!missingEnv && semiSpaceChosen(process.execArgv, process.env.NODE_OPTIONS))) return;
   // A debugger attached to this process would lose it at the exec: debugging runs as started.
   if (process.execArgv.some((a) => a.startsWith('--inspect'))) return;

@@ -17,7 +17,8 @@ import pino from 'pino';
 export const MAX_PENDING_BYTES = 4 * 1024 * 1024;
 
 export type LogSink = {
-  write(chunk: string): void;
+  /** A batch of access lines comes as bytes (encoded as each line was made), other lines as text. */
+  write(chunk: string | Buffer): void;
   /** Stops writing (a file's descriptor is closed); later lines are dropped. stdout/stderr stay open. */
   close(): void;
   /** Lines dropped because the destination was too slow or broken. */
@@ -79,7 +80,9 @@ function nowhereSink(): LogSink {
 function fileSink(fd: number): LogSink {
   let dropped = 0;
   // maxLength: sonic-boom drops (and emits 'drop') rather than buffer past it when the disk is slower than us.
-  const d = pino.destination({ fd, sync: false, maxLength: MAX_PENDING_BYTES });
+  // Buffer mode: access lines arrive already encoded, in batches (access-log.ts); in utf8 mode sonic-boom
+  // measured and re-encoded every batch as a string on the main thread (issue 12, `writeString` in the profile).
+  const d = pino.destination({ fd, sync: false, maxLength: MAX_PENDING_BYTES, contentMode: 'buffer' });
   d.on('drop', (data: string | Buffer) => (dropped += linesIn(data)));
   // pino's destination swallows EPIPE itself; anything else (ENOSPC, EIO) must not crash the proxy.
   d.on('error', () => undefined);
@@ -95,7 +98,8 @@ function fileSink(fd: number): LogSink {
   return {
     write(chunk) {
       if (closed) dropped += linesIn(chunk);
-      else d.write(chunk);
+      // (sonic-boom's types name strings only; in buffer mode it takes Buffers.)
+      else d.write((typeof chunk === 'string' ? Buffer.from(chunk) : chunk) as unknown as string);
     },
     close() {
       flush();

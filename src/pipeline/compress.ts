@@ -48,17 +48,27 @@ export function arrive(ctx: ProxyContext, ex: Exchange): void {
   if (!c.enabled) return;
   const req = ex.req;
   ex.acceptEncoding = first(req.headers['accept-encoding']);
-  const normal = c.encodings.length ? c.encodings.join(', ') : 'identity';
+  const normal = normalAcceptEncoding(c);
   req.headers['accept-encoding'] = normal;
   const raw = req.rawHeaders;
-  let w = 0;
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length === 15 && raw[i]!.toLowerCase() === 'accept-encoding') continue;
-    raw[w++] = raw[i]!;
-    raw[w++] = raw[i + 1]!;
+  if (ex.acceptEncoding !== undefined) {
+    let w = 0;
+    for (let i = 0; i < raw.length; i += 2) {
+      if (raw[i]!.length === 15 && raw[i]!.toLowerCase() === 'accept-encoding') continue;
+      raw[w++] = raw[i]!;
+      raw[w++] = raw[i + 1]!;
+    }
+    raw.length = w;
   }
-  raw.length = w;
   raw.push('accept-encoding', normal);
+}
+
+/** The Accept-Encoding the cache keys on and the origin receives, made once per configuration. */
+const normalForms = new WeakMap<CompressionConfig, string>();
+function normalAcceptEncoding(c: CompressionConfig): string {
+  let v = normalForms.get(c);
+  if (v === undefined) normalForms.set(c, (v = c.encodings.length ? c.encodings.join(', ') : 'identity'));
+  return v;
 }
 
 /** The client's acceptance of each coding (RFC 9110 §12.5.3): q-values, `*`, `identity`. */
@@ -183,7 +193,7 @@ function recode(list: string[], coding: string, length: number | undefined, tran
 }
 
 /** RFC 9110 §12.5.5: the answer depends on Accept-Encoding; said once, unless Vary already says so (or `*`). */
-function addVary(list: string[]): void {
+export function addVary(list: string[]): void {
   for (let i = 0; i < list.length; i += 2) {
     if (list[i] === 'vary' && /(^|,)\s*(accept-encoding|\*)\s*(,|$)/i.test(list[i + 1]!)) return;
   }
@@ -258,6 +268,11 @@ export function codeStored(ctx: ProxyContext, ex: Exchange, o: CachedObject, lis
     return { list: recode(list, 'identity', undefined, true), coder: decoder(ce), input: o.body };
   }
   return undefined;
+}
+
+/** Whether codeStored may answer this object in another coding than stored, so that its answers carry Vary: Accept-Encoding. */
+export function codingMayVary(c: CompressionConfig, o: CachedObject): boolean {
+  return c.enabled && verdictOf(c, o).kind !== 'none';
 }
 
 /** Sends a coded stored body (the head is written by the caller). */

@@ -138,14 +138,20 @@ export function compressible(c: CompressionConfig, s: Shape): boolean {
   if (s.status < 200 || s.status === 204 || s.status === 206 || s.status === 304 || s.contentRange !== undefined) return false;
   if (s.contentEncoding !== undefined && s.contentEncoding.toLowerCase() !== 'identity') return false;
   if (s.length !== undefined && s.length < c.min_size) return false;
-  if (parseCacheControl(first(s.cacheControl)).noTransform) return false;
+  if (noTransform(s.cacheControl)) return false;
   return typeMatches(c.types, s.contentType);
 }
 
 /** An origin coding Lacquer can undo for a client that does not accept it (never on a range: a slice cannot be decoded). */
 function decodable(c: CompressionConfig, s: Shape): boolean {
   const ce = s.contentEncoding?.toLowerCase();
-  return c.enabled && ce !== undefined && DECODABLE.has(ce) && s.status !== 206 && s.contentRange === undefined && !parseCacheControl(first(s.cacheControl)).noTransform;
+  return c.enabled && ce !== undefined && DECODABLE.has(ce) && s.status !== 206 && s.contentRange === undefined && !noTransform(s.cacheControl);
+}
+
+/** RFC 9111 §5.2.2.6 no-transform. Asked of every streamed response: parsed only when the text names it at all. */
+function noTransform(cc: Header): boolean {
+  const v = first(cc);
+  return v !== undefined && /no-transform/i.test(v) && parseCacheControl(v).noTransform;
 }
 
 function shapeOfList(status: number, list: string[]): Shape {
@@ -245,7 +251,8 @@ export function codeStream(ctx: ProxyContext, ex: Exchange, status: number, list
 export type StoredCoding = { list: string[]; body: Buffer } | { list: string[]; coder: import('node:stream').Transform; input: Buffer };
 
 /**
- * A stored object, full (not a range): `list` gains Vary when the body may vary by coding; the result is
+ * A stored object, full (not a range). `list` is the object's kept head (deliver.ts fullHead), which already
+ * says Vary: Accept-Encoding when the body may vary by coding (codingMayVary); the result is
  * undefined when the stored body goes out as it is, else the coded body (stored form, or a coder to run).
  */
 export function codeStored(ctx: ProxyContext, ex: Exchange, o: CachedObject, list: string[]): StoredCoding | undefined {
@@ -253,7 +260,6 @@ export function codeStored(ctx: ProxyContext, ex: Exchange, o: CachedObject, lis
   if (!c.enabled) return undefined;
   const memo = verdictOf(c, o);
   if (memo.kind === 'compress') {
-    addVary(list);
     const coding = negotiate(ex.acceptEncoding, c.encodings);
     if (coding === 'identity') return undefined;
     const stored = ensureEncoded(ctx, o, memo).get(coding);
@@ -262,7 +268,6 @@ export function codeStored(ctx: ProxyContext, ex: Exchange, o: CachedObject, lis
     return { list: recode(list, coding, undefined, true), coder: encoder(coding), input: o.body };
   }
   if (memo.kind === 'decode') {
-    addVary(list);
     const ce = first(o.headers['content-encoding'])!.toLowerCase().replace('x-gzip', 'gzip');
     if (negotiate(ex.acceptEncoding, [ce]) === ce) return undefined;
     return { list: recode(list, 'identity', undefined, true), coder: decoder(ce), input: o.body };

@@ -80,12 +80,30 @@ const statusOf = (ex: Exchange) => (!ex.res.headersSent && ex.clientGone ? 499 :
  * Anything it would escape, or might (a quote, a backslash, a control character, a surrogate), goes to it.
  */
 function q(v: unknown): string {
+  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : 'null';
+  if (typeof v === 'boolean') return v ? 'true' : 'false';
   if (typeof v !== 'string') return JSON.stringify(v);
   for (let i = 0; i < v.length; i++) {
     const c = v.charCodeAt(i);
     if (c < 0x20 || c === 0x22 || c === 0x5c || c >= 0xd800) return JSON.stringify(v);
   }
   return `"${v}"`;
+}
+
+/** JSON.stringify of the attempts (flat records of strings, numbers and booleans), key for key, without its generic walk. */
+function attemptsJson(list: Exchange['attempts']): string {
+  let s = '[';
+  for (let i = 0; i < list.length; i++) {
+    const a = list[i] as Record<string, unknown>;
+    let o = '';
+    for (const k in a) {
+      const v = a[k];
+      if (v === undefined) continue;
+      o += `${o ? ',' : ''}"${k}":${q(v)}`;
+    }
+    s += `${i ? ',' : ''}{${o}}`;
+  }
+  return `${s}]`;
 }
 
 /** The access line's JSON (field order as it always was; undefined fields left out). */
@@ -98,7 +116,7 @@ function accessLine(ex: Exchange, name: string, report: FailureReport | undefine
   if (ex.backend !== undefined) l += `,"backend":${q(ex.backend)}`;
   if (ex.ttfbMs !== undefined) l += `,"ttfb_ms":${round(ex.ttfbMs)}`;
   if (ex.attempts.length) {
-    l += `,"attempts":${q(ex.attempts)}`;
+    l += `,"attempts":${attemptsJson(ex.attempts)}`;
     const retry = ex.attempts.find((a) => a.retry)?.retry;
     if (retry !== undefined) l += `,"retry":${q(retry)}`;
   }

@@ -117,7 +117,12 @@ describe('access log line', () => {
     const err = { type: 'connection_refused', phase: 'connect', source: 'upstream', code: 'ECONNREFUSED', details: '', message: 'm', hint: 'h', headersReceived: false, backend: 'app1' };
     log.backgroundFailure(exchange('bg'), err as unknown as Parameters<AccessLog['backgroundFailure']>[1]);
     log.close();
-    const raw = readFileSync(file, 'utf8').trim();
+    // Operational lines are written asynchronously; close() lets the write in flight finish.
+    let raw = '';
+    for (let i = 0; i < 100 && !raw; i++) {
+      raw = readFileSync(file, 'utf8').trim();
+      if (!raw) await new Promise((r) => setTimeout(r, 10));
+    }
     expect(raw.match(/"type":/g)).toHaveLength(1);
     expect(JSON.parse(raw)).toMatchObject({ level: 'warn', type: 'background', error: { class: 'connection_refused', served: 'background-refresh' } });
   });

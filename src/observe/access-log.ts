@@ -353,8 +353,9 @@ export class AccessLog {
 
   /** Writes what is pending where that cannot block (files); pipes keep their queue (see drain). */
   flush(): void {
-    this.#writeBatch();
-    this.#accessSink?.flush();
+    clearTimeout(this.#batchTimer);
+    this.#batchTimer = undefined;
+    this.#accessSink?.flush(this.#takeBatch());
     if (this.#opsSink !== this.#accessSink) this.#opsSink.flush();
   }
 

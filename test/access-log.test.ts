@@ -66,6 +66,25 @@ describe('access log line', () => {
     expect(Date.parse(a.time)).toBeGreaterThan(Date.now() - 10_000);
   });
 
+  it('is JSON.stringify byte for byte, attempts included (they are written by hand too)', () => {
+    const out = capture();
+    const attempts = [
+      { backend: 'app1', outcome: 'connection_refused', ms: 3, reused: undefined },
+      { backend: 'a"p\\p2', outcome: 'http_response_timeout', ms: 1001, reused: true, retry: 'connect-failure' },
+      { backend: 'app3', outcome: 'ok', status: 200, ms: 12, retry: 'timeout' },
+    ];
+    const ex = exchange('r3', { attempts: attempts as unknown as Exchange['attempts'], backend: 'app3', ttfbMs: 11.94, retryRefused: 'budget', staleMs: 1500, clientGone: true, client: '::1', protocol: 'HTTP/1.1', served: 'origin', cache: { hit: false, fwd: 'uri-miss', fwdStatus: 200, detail: 'say "hi"' } } as Partial<Exchange>);
+    new AccessLog({ destination: out.stream, level: 'info', proxyName: 'lacquer' }).request(ex);
+    const line = out.lines[0]!;
+    const time = (JSON.parse(line) as { time: string }).time;
+    const expected = JSON.stringify({
+      level: 'info', time, type: 'access', id: 'r3', method: 'GET', host: 'example.test', url: '/a?"quoted"\\path', client: '::1', protocol: 'HTTP/1.1',
+      status: 200, cache: 'lacquer; fwd=uri-miss; fwd-status=200; detail="say hi"', served: 'origin', bytes: 1024, ms: 0.3, backend: 'app3', ttfb_ms: 11.9,
+      attempts, retry: 'connect-failure', retry_refused: 'budget', stale_ms: 1500, client_gone: true, trace: '00-0123456789abcdef0123456789abcdef-0123456789abcdef-01',
+    });
+    expect(line).toBe(expected);
+  });
+
   it('falls back to pino for a value JSON cannot write', () => {
     const out = capture();
     const log = new AccessLog({ destination: out.stream, level: 'info', proxyName: 'lacquer' });
@@ -98,7 +117,12 @@ describe('access log line', () => {
     const err = { type: 'connection_refused', phase: 'connect', source: 'upstream', code: 'ECONNREFUSED', details: '', message: 'm', hint: 'h', headersReceived: false, backend: 'app1' };
     log.backgroundFailure(exchange('bg'), err as unknown as Parameters<AccessLog['backgroundFailure']>[1]);
     log.close();
-    const raw = readFileSync(file, 'utf8').trim();
+    // Operational lines are written asynchronously; close() lets the write in flight finish.
+    let raw = '';
+    for (let i = 0; i < 100 && !raw; i++) {
+      raw = readFileSync(file, 'utf8').trim();
+      if (!raw) await new Promise((r) => setTimeout(r, 10));
+    }
     expect(raw.match(/"type":/g)).toHaveLength(1);
     expect(JSON.parse(raw)).toMatchObject({ level: 'warn', type: 'background', error: { class: 'connection_refused', served: 'background-refresh' } });
   });

@@ -57,8 +57,13 @@ export function parseAuthority(value: string): Authority | undefined {
 export function primaryKey(host: string, pathAndQuery: string): string {
   const a = parseAuthority(host);
   if (!a) throw new TypeError(`not a valid Host for a cache key: ${JSON.stringify(host)}`);
+  return authorityKey(a, pathAndQuery);
+}
+
+/** primaryKey() of an authority already parsed (receive() parses every request's Host once). */
+export function authorityKey(a: Authority, pathAndQuery: string): string {
   if (!pathAndQuery.startsWith('/')) throw new TypeError(`not an origin-form target for a cache key: ${JSON.stringify(pathAndQuery)}`);
-  return `${a.host}${a.port === undefined ? '' : `:${a.port}`}${pathAndQuery}`;
+  return a.port === undefined ? a.host + pathAndQuery : `${a.host}:${a.port}${pathAndQuery}`;
 }
 
 /** Field names of a Vary header, lowercased and sorted; `'*'` when it contains `*`; [] when absent. */

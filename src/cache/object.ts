@@ -32,6 +32,8 @@ export type CachedObject = {
   tags: readonly string[];
   /** Compressed forms of `body` made by Lacquer (pipeline/compress.ts), charged to `size`. */
   encoded?: EncodedForms;
+  /** The head of its full answer, made on the first delivery under a configuration (pipeline/deliver.ts). */
+  head?: { readonly config: object; readonly list: readonly string[] };
 };
 
 /**

@@ -34,11 +34,15 @@ export function isLookup(l: CacheLabel): boolean {
 
 /** `2xx`…`5xx`, or `aborted` when the response did not complete: the client left, or a mid-body origin
  *  failure made the proxy cut the connection (a 200 head followed by a truncated body is no success). */
-export function statusClass(ex: Exchange): string {
+export function statusClass(ex: Exchange): StatusClass {
   if (!ex.res.headersSent || !ex.res.writableFinished) return 'aborted';
-  const c = Math.floor(ex.res.statusCode / 100);
-  return c >= 1 && c <= 5 ? `${c}xx` : 'other';
+  return CLASS_OF_HUNDREDS[Math.floor(ex.res.statusCode / 100)] ?? 'other';
 }
+
+export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'other', 'aborted'] as const;
+export type StatusClass = (typeof STATUS_CLASSES)[number];
+/** Constant strings: counting by status class builds no string per request. */
+const CLASS_OF_HUNDREDS: readonly (StatusClass | undefined)[] = [undefined, '1xx', '2xx', '3xx', '4xx', '5xx'];
 
 /** Why a 5xx reached the client: the RFC 9209 class, or `origin_5xx` when the origin itself answered 5xx. */
 export function fiveXxClass(ex: Exchange): string | undefined {

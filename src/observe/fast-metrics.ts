@@ -34,7 +34,7 @@ export class DeferredCounter<L extends string> {
 
 type Series = { labels: Record<string, string>; buckets: Float64Array; sum: number; count: number };
 
-/** A histogram over one label, exported in prom-client's shape (`_bucket` cumulative with `le`, `_sum`, `_count`). */
+/** A histogram exported in prom-client's shape (`_bucket` cumulative with `le` first, `_sum`, `_count`). */
 export class FastHistogram {
   readonly name: string;
   readonly help: string;
@@ -44,6 +44,7 @@ export class FastHistogram {
   readonly #bounds: readonly number[];
   readonly #series = new Map<string, Series>();
 
+  /** `label`: the one label of observe(); observeKeyed() gives its own label sets. */
   constructor(o: { name: string; help: string; label: string; buckets: readonly number[]; registers: Registry[] }) {
     this.name = o.name;
     this.help = o.help;
@@ -55,6 +56,17 @@ export class FastHistogram {
   observe(labelValue: string, v: number): void {
     let s = this.#series.get(labelValue);
     if (!s) this.#series.set(labelValue, (s = { labels: { [this.#label]: labelValue }, buckets: new Float64Array(this.#bounds.length), sum: 0, count: 0 }));
+    this.#add(s, v);
+  }
+
+  /** For a histogram over several labels: `key` identifies the label set (bounded, as DeferredCounter's). */
+  observeKeyed(key: string, labels: () => Record<string, string>, v: number): void {
+    let s = this.#series.get(key);
+    if (!s) this.#series.set(key, (s = { labels: labels(), buckets: new Float64Array(this.#bounds.length), sum: 0, count: 0 }));
+    this.#add(s, v);
+  }
+
+  #add(s: Series, v: number): void {
     const b = this.#bounds;
     for (let i = 0; i < b.length; i++) {
       if (v <= b[i]!) {
@@ -73,9 +85,9 @@ export class FastHistogram {
       let acc = 0;
       for (let i = 0; i < this.#bounds.length; i++) {
         acc += s.buckets[i]!;
-        values.push({ value: acc, labels: { ...s.labels, le: this.#bounds[i]! }, metricName: `${this.name}_bucket` });
+        values.push({ value: acc, labels: { le: this.#bounds[i]!, ...s.labels }, metricName: `${this.name}_bucket` });
       }
-      values.push({ value: s.count, labels: { ...s.labels, le: '+Inf' }, metricName: `${this.name}_bucket` });
+      values.push({ value: s.count, labels: { le: '+Inf', ...s.labels }, metricName: `${this.name}_bucket` });
       values.push({ value: s.sum, labels: { ...s.labels }, metricName: `${this.name}_sum` });
       values.push({ value: s.count, labels: { ...s.labels }, metricName: `${this.name}_count` });
     }

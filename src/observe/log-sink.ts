@@ -9,7 +9,7 @@
 //   never meets a destination that is "not ready yet", and flushed synchronously at exit (disks finish);
 // - every destination holds at most MAX_PENDING_BYTES unwritten: past it lines are dropped and counted
 //   (`lacquer_log_lines_dropped_total`) rather than buffered without bound or waited for.
-import { fstatSync, openSync } from 'node:fs';
+import { fstatSync, openSync, writeSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import pino from 'pino';
 
@@ -17,13 +17,17 @@ import pino from 'pino';
 export const MAX_PENDING_BYTES = 4 * 1024 * 1024;
 
 export type LogSink = {
-  write(chunk: string): void;
+  /** A batch of access lines comes as bytes (encoded as each line was made), other lines as text. */
+  write(chunk: string | Buffer): void;
   /** Stops writing (a file's descriptor is closed); later lines are dropped. stdout/stderr stay open. */
   close(): void;
   /** Lines dropped because the destination was too slow or broken. */
   dropped(): number;
-  /** Writes what is pending where that cannot block: synchronously to a file; a pipe keeps its queue. */
-  flush(): void;
+  /**
+   * Writes what is pending where that cannot block, then `last`: synchronously to a file (`last` is in the
+   * file when this returns, unless an earlier write is still in flight); a pipe keeps its queue.
+   */
+  flush(last?: Buffer): void;
   /** Resolves when nothing is pending, or after `ms`, whichever comes first. Never rejects. */
   drain(ms: number): Promise<void>;
 };
@@ -71,7 +75,7 @@ function nowhereSink(): LogSink {
     write: (chunk) => void (dropped += linesIn(chunk)),
     close: () => undefined,
     dropped: () => dropped,
-    flush: () => undefined,
+    flush: (last) => void (last && (dropped += linesIn(last))),
     drain: () => Promise.resolve(),
   };
 }
@@ -79,14 +83,39 @@ function nowhereSink(): LogSink {
 function fileSink(fd: number): LogSink {
   let dropped = 0;
   // maxLength: sonic-boom drops (and emits 'drop') rather than buffer past it when the disk is slower than us.
-  const d = pino.destination({ fd, sync: false, maxLength: MAX_PENDING_BYTES });
-  d.on('drop', (data: string | Buffer) => (dropped += linesIn(data)));
+  // Buffer mode: access lines arrive already encoded, in batches (access-log.ts); in utf8 mode sonic-boom
+  // measured and re-encoded every batch as a string on the main thread (issue 12, `writeString` in the profile).
+  const d = pino.destination({ fd, sync: false, maxLength: MAX_PENDING_BYTES, contentMode: 'buffer' });
+  // Bytes handed to sonic-boom and bytes it wrote (or dropped): equal when no write is pending or in flight.
+  // sonic-boom's flushSync() skips the write in flight, so a batch handed to it just before a flush was still
+  // on its way when flush() returned (test/access-log.test.ts flush(), flaky under load).
+  let handed = 0;
+  let done = 0;
+  d.on('write', (n: number) => (done += n));
+  d.on('drop', (data: string | Buffer) => {
+    dropped += linesIn(data);
+    done += Buffer.byteLength(data);
+  });
   // pino's destination swallows EPIPE itself; anything else (ENOSPC, EIO) must not crash the proxy.
   d.on('error', () => undefined);
   let closed = false;
-  const flush = () => {
-    if (closed) return;
+  const put = (b: Buffer) => {
+    handed += b.length;
+    // (sonic-boom's types name strings only; in buffer mode it takes Buffers.)
+    d.write(b as unknown as string);
+  };
+  const flush = (last?: Buffer) => {
+    if (closed) {
+      if (last) dropped += linesIn(last);
+      return;
+    }
     try {
+      if (last && handed === done) {
+        // Nothing in flight: written here, so it is in the file when flush() returns.
+        for (let at = 0; at < last.length; ) at += writeSync(fd, last, at);
+        return;
+      }
+      if (last) put(last);
       d.flushSync();
     } catch {
       // A full disk or a closed fd at exit: the lines are lost either way, the exit must not be.
@@ -95,18 +124,35 @@ function fileSink(fd: number): LogSink {
   return {
     write(chunk) {
       if (closed) dropped += linesIn(chunk);
-      else d.write(chunk);
+      else put(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
     },
     close() {
       flush();
       closed = true;
-      d.destroy();
+      // A write still in flight finishes before the descriptor is closed (destroy() would close it under it).
+      if (handed === done) d.destroy();
+      else d.end();
     },
     dropped: () => dropped,
     flush,
-    drain() {
+    drain(ms) {
       flush();
-      return Promise.resolve();
+      if (closed || handed === done) return Promise.resolve();
+      // The write in flight, for at most `ms`: a disk that does not answer must not hold the exit.
+      return new Promise((resolve) => {
+        const finish = () => {
+          clearTimeout(t);
+          d.off('write', check);
+          d.off('error', finish);
+          resolve();
+        };
+        const check = () => {
+          if (handed === done) finish();
+        };
+        const t = setTimeout(finish, ms);
+        d.on('write', check);
+        d.on('error', finish);
+      });
     },
   };
 }
@@ -118,17 +164,18 @@ export function streamSink(s: Writable, opts: { bound?: boolean } = {}): LogSink
   const bound = opts.bound ?? true;
   // EPIPE (the reader went away) or any other write error: stop writing, count what would have gone.
   s.on('error', () => (broken = true));
+  const write = (chunk: string | Buffer) => {
+    if (broken || s.destroyed || (bound && s.writableLength + chunk.length > MAX_PENDING_BYTES)) {
+      dropped += linesIn(chunk);
+      return;
+    }
+    s.write(chunk);
+  };
   return {
     close: () => undefined,
-    write(chunk) {
-      if (broken || s.destroyed || (bound && s.writableLength + chunk.length > MAX_PENDING_BYTES)) {
-        dropped += linesIn(chunk);
-        return;
-      }
-      s.write(chunk);
-    },
+    write,
     dropped: () => dropped,
-    flush: () => undefined,
+    flush: (last) => void (last && write(last)),
     drain(ms) {
       if (broken || s.destroyed || s.writableLength === 0) return Promise.resolve();
       return new Promise((resolve) => {

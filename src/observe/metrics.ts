@@ -3,13 +3,16 @@
 // cache facts); gauges are read at scrape time from pool snapshots and store stats. Labels are closed sets
 // (cache status, status class, pool, backend, RFC 9209 class, reason): never a URL, so cardinality is bounded.
 // Each proxy owns its own Registry, so two proxies in one process (tests) never mix their numbers.
-import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { StoreStats } from '../cache/store.ts';
 import type { CoordStatus } from '../coord/types.ts';
 import type { Exchange } from '../server/exchange.ts';
 import type { PoolSnapshot } from '../upstream/state.ts';
 import { DeferredCounter, FastHistogram } from './fast-metrics.ts';
-import { cacheLabel, staleReason, statusClass, type CacheLabel } from './classify.ts';
+import { CACHE_LABELS, STATUS_CLASSES, cacheLabel, staleReason, statusClass, type CacheLabel, type StatusClass } from './classify.ts';
+
+/** The key of each (cache_status, status_class) pair of lacquer_requests_total, made once rather than per request. */
+const REQUEST_KEYS = Object.fromEntries(CACHE_LABELS.map((c) => [c, Object.fromEntries(STATUS_CLASSES.map((sc) => [sc, `${c}|${sc}`]))])) as Record<CacheLabel, Record<StatusClass, string>>;
 
 /** What the scrape-time gauges read. */
 export type MetricSources = {
@@ -40,10 +43,10 @@ export class Metrics {
   /** The two metrics of every request: plain numbers until scraped (fast-metrics.ts says why). */
   readonly requests: DeferredCounter<'cache_status' | 'status_class'>;
   readonly requestDuration: FastHistogram;
-  readonly backendRequests: Counter<'pool' | 'backend' | 'outcome'>;
-  readonly backendResponses: Counter<'pool' | 'backend' | 'status_class'>;
+  readonly backendRequests: DeferredCounter<'pool' | 'backend' | 'outcome'>;
+  readonly backendResponses: DeferredCounter<'pool' | 'backend' | 'status_class'>;
   readonly backendFetchErrors: Counter<'pool' | 'backend' | 'error'>;
-  readonly backendTtfb: Histogram<'pool' | 'backend'>;
+  readonly backendTtfb: FastHistogram;
   readonly backendHealthy: Gauge<'pool' | 'backend'>;
   readonly backendState: Gauge<'pool' | 'backend' | 'state'>;
   readonly backendInflight: Gauge<'pool' | 'backend'>;
@@ -86,13 +89,14 @@ export class Metrics {
       buckets: DURATION_BUCKETS,
       registers,
     });
-    this.backendRequests = new Counter({
+    // Counted once per origin attempt: plain numbers until scraped, like lacquer_requests_total (issue 12).
+    this.backendRequests = new DeferredCounter({
       name: 'lacquer_backend_requests_total',
       help: 'Origin fetch attempts by backend and outcome: `ok` (any status) or the RFC 9209 error class.',
       labelNames: ['pool', 'backend', 'outcome'],
       registers,
     });
-    this.backendResponses = new Counter({
+    this.backendResponses = new DeferredCounter({
       name: 'lacquer_backend_responses_total',
       help: 'Origin responses received, by status class: a 503 here is the origin answering 503, not a failed fetch.',
       labelNames: ['pool', 'backend', 'status_class'],
@@ -104,10 +108,10 @@ export class Metrics {
       labelNames: ['pool', 'backend', 'error'],
       registers,
     });
-    this.backendTtfb = new Histogram({
+    this.backendTtfb = new FastHistogram({
       name: 'lacquer_backend_ttfb_seconds',
       help: 'Origin time to first byte (response headers received) per backend; first_byte timeouts count at their elapsed time.',
-      labelNames: ['pool', 'backend'],
+      label: 'backend',
       buckets: TTFB_BUCKETS,
       registers,
     });
@@ -226,7 +230,7 @@ export class Metrics {
     const cache: CacheLabel = cacheLabel(ex);
     const sc = statusClass(ex);
     // Both label sets are small closed unions: the key is bounded.
-    this.requests.inc(`${cache}|${sc}`, () => ({ cache_status: cache, status_class: sc }));
+    this.requests.inc(REQUEST_KEYS[cache][sc], () => ({ cache_status: cache, status_class: sc }));
     this.requestDuration.observe(cache, ex.elapsedMs() / 1000);
     if (cache === 'stale') this.staleServed.inc({ reason: staleReason(ex) });
     if (ex.cache.collapsed) this.coalesced.inc();
@@ -234,16 +238,21 @@ export class Metrics {
     for (let i = 0; i < n; i++) {
       const a = ex.attempts[i]!;
       const pool = this.#src.poolOf(a.backend);
-      this.backendRequests.inc({ pool, backend: a.backend, outcome: a.outcome });
+      const backend = a.backend;
+      const outcome = a.outcome;
+      this.backendRequests.inc(`${pool}\u0000${backend}\u0000${outcome}`, () => ({ pool, backend, outcome }));
       if (a.retry) this.retries.inc({ reason: a.retry });
       if (a.outcome === 'ok') {
-        if (a.status !== undefined) this.backendResponses.inc({ pool, backend: a.backend, status_class: `${Math.floor(a.status / 100)}xx` });
+        if (a.status !== undefined) {
+          const status_class = `${Math.floor(a.status / 100)}xx`;
+          this.backendResponses.inc(`${pool}\u0000${backend}\u0000${status_class}`, () => ({ pool, backend, status_class }));
+        }
         // The exchange keeps the time to first byte of its last attempt only.
-        if (i === n - 1 && ex.ttfbMs !== undefined) this.backendTtfb.observe({ pool, backend: a.backend }, ex.ttfbMs / 1000);
+        if (i === n - 1 && ex.ttfbMs !== undefined) this.backendTtfb.observeKeyed(`${pool}\u0000${backend}`, () => ({ pool, backend }), ex.ttfbMs / 1000);
       } else {
         this.backendFetchErrors.inc({ pool, backend: a.backend, error: a.outcome });
         // A first_byte timeout is a TTFB of at least the limit.
-        if (a.outcome === 'http_response_timeout') this.backendTtfb.observe({ pool, backend: a.backend }, a.ms / 1000);
+        if (a.outcome === 'http_response_timeout') this.backendTtfb.observeKeyed(`${pool}\u0000${backend}`, () => ({ pool, backend }), a.ms / 1000);
       }
     }
     if (ex.retryRefused !== undefined) this.retriesRefused.inc({ reason: ex.retryRefused });

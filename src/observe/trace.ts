@@ -29,14 +29,17 @@ export function parseTraceparent(v: string | string[] | undefined): { traceId: s
 /** Random ids come from a pooled CSPRNG buffer, as crypto.randomUUID does: one randomBytes() call per
  *  request cost more than the rest of a cache hit's bookkeeping (bench/, BENCHMARKS.md). */
 const POOL = Buffer.allocUnsafe(24 * 256);
+/** The pool in hex, converted once per refill: a request takes a slice of it rather than a conversion of its own. */
+let poolHex = '';
 let poolAt = POOL.length;
 function random48Hex(): string {
   if (poolAt === POOL.length) {
     randomFillSync(POOL);
+    poolHex = POOL.toString('hex');
     poolAt = 0;
   }
   poolAt += 24;
-  return POOL.toString('hex', poolAt - 24, poolAt);
+  return poolHex.slice(2 * poolAt - 48, 2 * poolAt);
 }
 
 /**

@@ -320,7 +320,7 @@ class Run {
     const client = this.#plan.client;
     if (this.#collector && !this.#collector.add(chunk)) {
       this.#stopStoring('too-large');
-      if (client) client.cache.stored = false;
+      if (client) client.cache = { ...client.cache, stored: false };
       if (this.#client === 'none') return this.#abandon({ kind: 'done' });
     }
     if (this.#client === 'held') this.#commit();

@@ -48,17 +48,27 @@ export function arrive(ctx: ProxyContext, ex: Exchange): void {
   if (!c.enabled) return;
   const req = ex.req;
   ex.acceptEncoding = first(req.headers['accept-encoding']);
-  const normal = c.encodings.length ? c.encodings.join(', ') : 'identity';
+  const normal = normalAcceptEncoding(c);
   req.headers['accept-encoding'] = normal;
   const raw = req.rawHeaders;
-  let w = 0;
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length === 15 && raw[i]!.toLowerCase() === 'accept-encoding') continue;
-    raw[w++] = raw[i]!;
-    raw[w++] = raw[i + 1]!;
+  if (ex.acceptEncoding !== undefined) {
+    let w = 0;
+    for (let i = 0; i < raw.length; i += 2) {
+      if (raw[i]!.length === 15 && raw[i]!.toLowerCase() === 'accept-encoding') continue;
+      raw[w++] = raw[i]!;
+      raw[w++] = raw[i + 1]!;
+    }
+    raw.length = w;
   }
-  raw.length = w;
   raw.push('accept-encoding', normal);
+}
+
+/** The Accept-Encoding the cache keys on and the origin receives, made once per configuration. */
+const normalForms = new WeakMap<CompressionConfig, string>();
+function normalAcceptEncoding(c: CompressionConfig): string {
+  let v = normalForms.get(c);
+  if (v === undefined) normalForms.set(c, (v = c.encodings.length ? c.encodings.join(', ') : 'identity'));
+  return v;
 }
 
 /** The client's acceptance of each coding (RFC 9110 §12.5.3): q-values, `*`, `identity`. */
@@ -128,14 +138,20 @@ export function compressible(c: CompressionConfig, s: Shape): boolean {
   if (s.status < 200 || s.status === 204 || s.status === 206 || s.status === 304 || s.contentRange !== undefined) return false;
   if (s.contentEncoding !== undefined && s.contentEncoding.toLowerCase() !== 'identity') return false;
   if (s.length !== undefined && s.length < c.min_size) return false;
-  if (parseCacheControl(first(s.cacheControl)).noTransform) return false;
+  if (noTransform(s.cacheControl)) return false;
   return typeMatches(c.types, s.contentType);
 }
 
 /** An origin coding Lacquer can undo for a client that does not accept it (never on a range: a slice cannot be decoded). */
 function decodable(c: CompressionConfig, s: Shape): boolean {
   const ce = s.contentEncoding?.toLowerCase();
-  return c.enabled && ce !== undefined && DECODABLE.has(ce) && s.status !== 206 && s.contentRange === undefined && !parseCacheControl(first(s.cacheControl)).noTransform;
+  return c.enabled && ce !== undefined && DECODABLE.has(ce) && s.status !== 206 && s.contentRange === undefined && !noTransform(s.cacheControl);
+}
+
+/** RFC 9111 §5.2.2.6 no-transform. Asked of every streamed response: parsed only when the text names it at all. */
+function noTransform(cc: Header): boolean {
+  const v = first(cc);
+  return v !== undefined && /no-transform/i.test(v) && parseCacheControl(v).noTransform;
 }
 
 function shapeOfList(status: number, list: string[]): Shape {
@@ -183,7 +199,7 @@ function recode(list: string[], coding: string, length: number | undefined, tran
 }
 
 /** RFC 9110 §12.5.5: the answer depends on Accept-Encoding; said once, unless Vary already says so (or `*`). */
-function addVary(list: string[]): void {
+export function addVary(list: string[]): void {
   for (let i = 0; i < list.length; i += 2) {
     if (list[i] === 'vary' && /(^|,)\s*(accept-encoding|\*)\s*(,|$)/i.test(list[i + 1]!)) return;
   }
@@ -235,7 +251,8 @@ export function codeStream(ctx: ProxyContext, ex: Exchange, status: number, list
 export type StoredCoding = { list: string[]; body: Buffer } | { list: string[]; coder: import('node:stream').Transform; input: Buffer };
 
 /**
- * A stored object, full (not a range): `list` gains Vary when the body may vary by coding; the result is
+ * A stored object, full (not a range). `list` is the object's kept head (deliver.ts fullHead), which already
+ * says Vary: Accept-Encoding when the body may vary by coding (codingMayVary); the result is
  * undefined when the stored body goes out as it is, else the coded body (stored form, or a coder to run).
  */
 export function codeStored(ctx: ProxyContext, ex: Exchange, o: CachedObject, list: string[]): StoredCoding | undefined {
@@ -243,7 +260,6 @@ export function codeStored(ctx: ProxyContext, ex: Exchange, o: CachedObject, lis
   if (!c.enabled) return undefined;
   const memo = verdictOf(c, o);
   if (memo.kind === 'compress') {
-    addVary(list);
     const coding = negotiate(ex.acceptEncoding, c.encodings);
     if (coding === 'identity') return undefined;
     const stored = ensureEncoded(ctx, o, memo).get(coding);
@@ -252,12 +268,16 @@ export function codeStored(ctx: ProxyContext, ex: Exchange, o: CachedObject, lis
     return { list: recode(list, coding, undefined, true), coder: encoder(coding), input: o.body };
   }
   if (memo.kind === 'decode') {
-    addVary(list);
     const ce = first(o.headers['content-encoding'])!.toLowerCase().replace('x-gzip', 'gzip');
     if (negotiate(ex.acceptEncoding, [ce]) === ce) return undefined;
     return { list: recode(list, 'identity', undefined, true), coder: decoder(ce), input: o.body };
   }
   return undefined;
+}
+
+/** Whether codeStored may answer this object in another coding than stored, so that its answers carry Vary: Accept-Encoding. */
+export function codingMayVary(c: CompressionConfig, o: CachedObject): boolean {
+  return c.enabled && verdictOf(c, o).kind !== 'none';
 }
 
 /** Sends a coded stored body (the head is written by the caller). */

@@ -8,7 +8,7 @@ import { evaluateRange } from '../cache/range.ts';
 import type { Headers } from '../cache/storable.ts';
 import type { CacheFacts, Exchange } from '../server/exchange.ts';
 import type { ProxyContext } from './context.ts';
-import { codeStored, codeStream, sendCoded } from './compress.ts';
+import { addVary, codeStored, codeStream, codingMayVary, sendCoded } from './compress.ts';
 
 /** RFC 9211 Cache-Status member for this cache. */
 export function cacheStatusValue(name: string, c: CacheFacts): string {
@@ -26,8 +26,20 @@ function reason(ex: Exchange, message: string): string | undefined {
   return message && ex.req.httpVersionMajor !== 2 ? message : undefined;
 }
 
+/**
+ * The exchange's Cache-Status value, made once for the header and the access line (issue 12). Keyed on the
+ * CacheFacts object: a step that changes the facts replaces the object (ex.cache = {...}), never edits it.
+ */
+export function cacheStatusOf(name: string, ex: Exchange): string {
+  const memo = ex.cacheStatus;
+  if (memo !== undefined && memo.facts === ex.cache && memo.name === name) return memo.value;
+  const value = cacheStatusValue(name, ex.cache);
+  ex.cacheStatus = { facts: ex.cache, name, value };
+  return value;
+}
+
 function commonHeaders(ctx: ProxyContext, ex: Exchange, list: string[]): string[] {
-  list.push('x-request-id', ex.id, 'cache-status', cacheStatusValue(ctx.name, ex.cache));
+  list.push('x-request-id', ex.id, 'cache-status', cacheStatusOf(ctx.name, ex));
   if (ex.proxyStatus) list.push('proxy-status', ex.proxyStatus);
   return list;
 }
@@ -56,6 +68,8 @@ function endWithBody(res: Exchange['res'], body: Buffer): void {
   pump();
 }
 
+const FULL = { kind: 'full' } as const;
+
 /** Answers from a stored object: full, 304, 412, 206 or 416, HEAD without a body. */
 export function deliverObject(ctx: ProxyContext, ex: Exchange, o: CachedObject, now: number): void {
   const { res } = ex;
@@ -83,11 +97,10 @@ export function deliverObject(ctx: ProxyContext, ex: Exchange, o: CachedObject, 
     res.end();
     return;
   }
-  const range = reqHeaders['range'] === undefined ? ({ kind: 'full' } as const) : evaluateRange(ex.method === 'HEAD' ? 'GET' : ex.method, reqHeaders, o);
-  const list = o.rawHeaders.slice();
-  list.push('age', age);
+  const range = reqHeaders['range'] === undefined ? FULL : evaluateRange(ex.method === 'HEAD' ? 'GET' : ex.method, reqHeaders, o);
   if (range.kind === 'partial') {
-    list.push('content-range', `bytes ${range.start}-${range.end}/${o.body.length}`, 'content-length', String(range.end - range.start + 1));
+    const list = o.rawHeaders.slice();
+    list.push('age', age, 'content-range', `bytes ${range.start}-${range.end}/${o.body.length}`, 'content-length', String(range.end - range.start + 1));
     res.writeHead(206, commonHeaders(ctx, ex, list));
     if (ex.method !== 'HEAD') ex.bytesOut = range.end - range.start + 1;
     if (ex.method === 'HEAD') res.end();
@@ -99,17 +112,55 @@ export function deliverObject(ctx: ProxyContext, ex: Exchange, o: CachedObject, 
     res.end();
     return;
   }
-  const coded = codeStored(ctx, ex, o, list);
+  // The object's head with this answer's own values in its last three slots (commonHeaders' fields).
+  const full = fullHead(ctx, o).slice();
+  const n = full.length;
+  full[n - 5] = age;
+  full[n - 3] = ex.id;
+  full[n - 1] = cacheStatusOf(ctx.name, ex);
+  if (ex.proxyStatus) full.push('proxy-status', ex.proxyStatus);
+  const coded = codeStored(ctx, ex, o, full);
   if (coded) {
-    res.writeHead(o.status, reason(ex, o.statusMessage), commonHeaders(ctx, ex, coded.list));
+    res.writeHead(o.status, reason(ex, o.statusMessage), coded.list);
     return sendCoded(ex, coded);
   }
-  if (o.status !== 204 && o.status !== 304) list.push('content-length', String(o.body.length));
-  if (o.etag !== undefined && o.status === 200) list.push('accept-ranges', 'bytes');
-  res.writeHead(o.status, reason(ex, o.statusMessage), commonHeaders(ctx, ex, list));
+  res.writeHead(o.status, reason(ex, o.statusMessage), full);
   if (ex.method !== 'HEAD') ex.bytesOut = o.body.length;
   if (ex.method === 'HEAD') res.end();
   else endWithBody(res, o.body);
+}
+
+/**
+ * The head of the object's full answer as stored — its fields, Vary for compression, Content-Length,
+ * Accept-Ranges — built on its first delivery and kept with it (issue 12: the minimal proxy prepares its
+ * headers once, when it stores). It ends with Age, X-Request-Id and Cache-Status, whose values are left
+ * empty: a hit copies the list and fills in its own (one copy, no growth). Built again after a reload
+ * changed the compression settings, which decide the Vary.
+ */
+function fullHead(ctx: ProxyContext, o: CachedObject): readonly string[] {
+  const c = ctx.config.compression;
+  if (o.head?.config === c) return o.head.list;
+  const list = o.rawHeaders.slice();
+  // What codeStored adds for a body that may be coded, whichever coding this client gets (RFC 9110 §12.5.5).
+  if (codingMayVary(c, o)) addVary(list);
+  if (o.status !== 204 && o.status !== 304) list.push('content-length', String(o.body.length));
+  if (o.etag !== undefined && o.status === 200) list.push('accept-ranges', 'bytes');
+  list.push('age', '', 'x-request-id', '', 'cache-status', '');
+  o.head = new Head(c, list);
+  return list;
+}
+
+class Head {
+  readonly config: object;
+  readonly list: readonly string[];
+  constructor(config: object, list: readonly string[]) {
+    this.config = config;
+    this.list = list;
+  }
+  /** Not persisted with snapshots nor sent to other workers: remade on the first delivery there. */
+  toJSON(): undefined {
+    return undefined;
+  }
 }
 
 /** Sends the head of a streamed origin response; the body follows through res.write. */

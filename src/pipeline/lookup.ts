@@ -1,7 +1,7 @@
 // Lookup: key + Vary → fresh | stale (serve now, refresh in background) | stale the client accepts | miss
 // (revalidate or fetch; a stored copy may still cover an origin failure) | unsatisfiable (only-if-cached).
 import { objectState, type CachedObject, type ObjectState } from '../cache/object.ts';
-import { primaryKey } from '../cache/key.ts';
+import { authorityKey, primaryKey } from '../cache/key.ts';
 import { parseCacheControl, type Directives } from '../cache/cache-control.ts';
 import type { Headers } from '../cache/storable.ts';
 import type { Exchange, FwdReason } from '../server/exchange.ts';
@@ -19,7 +19,7 @@ export type LookupOutcome =
   | { kind: 'unsatisfiable'; primary: string };
 
 export function lookup(ctx: ProxyContext, ex: Exchange, now: number): LookupOutcome {
-  const primary = primaryKey(ex.host, ex.target);
+  const primary = ex.authority ? authorityKey(ex.authority, ex.target) : primaryKey(ex.host, ex.target);
   // RFC 9111 §5.2.1: request directives are advisory; honoured only when the operator allows it, so a
   // client cannot force origin traffic by default.
   const cc = ctx.config.cache.honor_client_cache_control ? parseCacheControl(ex.req.headers['cache-control']) : undefined;

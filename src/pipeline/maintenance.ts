@@ -33,6 +33,8 @@ export class Maintenance {
   }
 
   modeFor(pool: string, now: number): ActiveMode {
+    // Asked once per request: with no override and no window (the usual case) it allocates nothing.
+    if (this.#overrides.size === 0 && this.config.windows.length === 0) return configMode(this.config.pools[pool] ?? this.config.mode);
     for (const key of [pool, '*']) {
       const o = this.#overrides.get(key);
       if (!o) continue;
@@ -45,6 +47,13 @@ export class Maintenance {
     const m = this.config.pools[pool] ?? this.config.mode;
     return { mode: m, until: undefined, source: 'config' };
   }
+}
+
+const fromConfig = (mode: MaintenanceModeName): ActiveMode => Object.freeze({ mode, until: undefined, source: 'config' });
+const CONFIG_MODES: Readonly<Record<MaintenanceModeName, ActiveMode>> = { off: fromConfig('off'), 'stale-only': fromConfig('stale-only'), page: fromConfig('page') };
+/** The configured mode as an ActiveMode: one frozen object per mode. */
+function configMode(mode: MaintenanceModeName): ActiveMode {
+  return CONFIG_MODES[mode];
 }
 
 /** The maintenance page: 503 (configurable) with Retry-After at the planned end. */

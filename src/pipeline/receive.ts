@@ -11,7 +11,7 @@ export type Refusal = { status: number; text: string; headers?: string[] };
 
 /** Returns a refusal, or undefined when the request may proceed (with ex.target/ex.host normalised). */
 export function receive(ctx: ProxyContext, ex: Exchange): Refusal | undefined {
-  if (REFUSED_METHODS.has(ex.method) || !METHOD_TOKEN.test(ex.method)) {
+  if (ex.method !== 'GET' && (REFUSED_METHODS.has(ex.method) || !METHOD_TOKEN.test(ex.method))) {
     return { status: 405, text: `Method ${ex.method} is not supported by this proxy`, headers: ['allow', ALLOW] };
   }
   const framing = checkFraming(ex);
@@ -69,10 +69,15 @@ function checkFraming(ex: Exchange): Refusal | undefined {
 function checkHost(ex: Exchange): Refusal | undefined {
   const raw = ex.req.rawHeaders;
   let count = 0;
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') count++;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && (name === 'Host' || name === 'host' || name.toLowerCase() === 'host')) count++;
+  }
   if (count === 0 || !ex.host) return { status: 400, text: 'Missing Host header' };
   // Node keeps the first of two Host fields: which one the origin would use is anyone's guess.
   if (count > 1) return { status: 400, text: 'More than one Host header' };
-  if (!parseAuthority(ex.host)) return { status: 400, text: 'Invalid Host header: expected host[:port] (RFC 9110 §7.2)' };
+  const authority = parseAuthority(ex.host);
+  if (!authority) return { status: 400, text: 'Invalid Host header: expected host[:port] (RFC 9110 §7.2)' };
+  ex.authority = authority;
   return undefined;
 }

@@ -26,22 +26,37 @@ import { sharedMiss } from './shared.ts';
 import { deliverStale, isErrorStatus, usableOnError } from './stale.ts';
 import { proxyStatusForReceived, synthError } from './synth.ts';
 
-export async function handle(ctx: ProxyContext, ex: Exchange, body: Readable | null): Promise<void> {
+/**
+ * Runs the steps for one request. Returns undefined when the answer was given synchronously — a fresh hit,
+ * a stale serve, a refusal, the maintenance page — and a promise only when something is waited for (a
+ * fetch, a coalesced flight): a hit costs no promise, no microtask and no `then` in the listener (issue 12:
+ * the minimal proxy's hit path is synchronous too). There is one path for hits, not a fast copy of it, so
+ * what a hit carries cannot diverge from what it would carry on the slow path.
+ */
+export function handle(ctx: ProxyContext, ex: Exchange, body: Readable | null): Promise<void> | undefined {
   ctx.stats.requests++;
   const refusal = receive(ctx, ex);
   if (refusal) {
     ex.served = 'refused';
-    return deliverSimple(ctx, ex, refusal.status, refusal.text, refusal.headers);
+    deliverSimple(ctx, ex, refusal.status, refusal.text, refusal.headers);
+    return undefined;
   }
   const r = route(ctx, ex);
   if (!r) {
     // FAILURES.md proxy_configuration_error: no route matched and there is no default pool.
-    return synthError(ctx, ex, new ProxyError({ type: 'proxy_configuration_error', phase: 'route', source: 'internal', context: { host: ex.host, path: ex.target } }));
+    synthError(ctx, ex, new ProxyError({ type: 'proxy_configuration_error', phase: 'route', source: 'internal', context: { host: ex.host, path: ex.target } }));
+    return undefined;
   }
   const now = ctx.now();
   const m = ctx.maintenance.modeFor(r.pool.name, now);
-  if (m.mode === 'page') return deliverMaintenancePage(ctx, ex, m, now);
-  if (m.mode === 'stale-only') return serveStaleOnly(ctx, ex, m, now);
+  if (m.mode === 'page') {
+    deliverMaintenancePage(ctx, ex, m, now);
+    return undefined;
+  }
+  if (m.mode === 'stale-only') {
+    serveStaleOnly(ctx, ex, m, now);
+    return undefined;
+  }
   if (r.cache && (ex.method === 'GET' || ex.method === 'HEAD') && body === null) {
     const l = lookup(ctx, ex, now);
     switch (l.kind) {
@@ -49,21 +64,30 @@ export async function handle(ctx: ProxyContext, ex: Exchange, body: Readable | n
         ctx.stats.hits++;
         ex.served = 'hit';
         ex.cache = { hit: true, ttl: ttlSeconds(l.object, now) };
-        return deliverObject(ctx, ex, l.object, now);
+        deliverObject(ctx, ex, l.object, now);
+        return undefined;
       case 'stale-revalidate':
         refreshInBackground(ctx, ex, r, l.primary, l.object);
-        return deliverStale(ctx, ex, l.object, now, 'stale-while-revalidate');
+        deliverStale(ctx, ex, l.object, now, 'stale-while-revalidate');
+        return undefined;
       case 'stale-accepted':
-        return deliverStale(ctx, ex, l.object, now, 'max-stale');
+        deliverStale(ctx, ex, l.object, now, 'max-stale');
+        return undefined;
       case 'unsatisfiable':
         // RFC 9111 §5.2.1.7: only-if-cached and nothing stored may answer: 504, the origin is not contacted.
         ex.served = 'synth';
         ex.cache = { hit: false, fwd: 'uri-miss', detail: 'only-if-cached' };
-        return deliverSimple(ctx, ex, 504, 'Not in cache, and the request said only-if-cached (RFC 9111 §5.2.1.7)');
+        deliverSimple(ctx, ex, 504, 'Not in cache, and the request said only-if-cached (RFC 9111 §5.2.1.7)');
+        return undefined;
       case 'miss':
         return miss(ctx, ex, r, l);
     }
   }
+  return pass(ctx, ex, r, body);
+}
+
+/** Pass: forwarded without the cache; an unsafe method's success invalidates what it names (RFC 9111 §4.4). */
+async function pass(ctx: ProxyContext, ex: Exchange, r: Route, body: Readable | null): Promise<void> {
   await forward(ctx, { pool: r.pool, route: r, primary: undefined, stale: undefined, flight: undefined, fwd: ex.method === 'GET' || ex.method === 'HEAD' ? 'request' : 'method', client: ex, source: ex, body });
   if (!isSafe(ex.method)) invalidateAfterUnsafe(ctx, ex);
 }

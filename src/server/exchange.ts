@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Writable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import type { Attempt, ProxyError } from '../errors.ts';
+import type { Authority } from '../cache/key.ts';
 
 /** RFC 9211 forward reasons. */
 export type FwdReason = 'uri-miss' | 'vary-miss' | 'stale' | 'bypass' | 'method' | 'request' | 'miss';
@@ -54,8 +55,13 @@ export class Exchange {
   /** path and query (origin-form) */
   target: string;
   host: string;
+  /** `host` parsed, once receive() accepted it (the cache key is made from it). */
+  authority: Authority | undefined;
   served: Served = 'origin';
+  /** Replaced, never edited in place, when the facts change (the Cache-Status value is kept per object: deliver.ts cacheStatusOf). */
   cache: CacheFacts = { hit: false };
+  /** The Cache-Status value made from `cache`, shared by the header and the access line. */
+  cacheStatus: { facts: CacheFacts; name: string; value: string } | undefined;
   attempts: Attempt[] = [];
   /** Why the failed last attempt was not retried (pipeline/retry.ts NoRetry), for the log and metrics. */
   retryRefused: string | undefined;

@@ -89,8 +89,9 @@ const LOG_SWEEP_MS = 25;
  * write progress that `timeouts.client_send` watches.
  */
 type Conn = {
-  /** Responses not yet closed, with their exchange and the request body stream the pipeline reads. */
-  readonly owed: Map<ServerResponse, { ex: Exchange; body: Readable | null }>;
+  /** Responses not yet closed, oldest first (a list through Owed.prev/next: no Map entry made and dropped per request). */
+  first: Owed | undefined;
+  last: Owed | undefined;
   /** A later request on the connection could not be parsed: close once the owed responses are out. */
   closeAfter: boolean;
   /** Write progress at the last sweep (see sendStalled), and since when it has not moved. */
@@ -98,6 +99,45 @@ type Conn = {
   queued: number;
   stalledSince: number | undefined;
 };
+
+/**
+ * One request from its arrival until its access line is written: its exchange, the request body stream the
+ * pipeline reads, its place among its connection's owed responses, and whether the pipeline settled and the
+ * response closed (the line is written once both happened). One object per request rather than a closure
+ * per event (issue 12: a hit allocates as little as it can).
+ */
+class Owed {
+  readonly ex: Exchange;
+  readonly body: Readable | null;
+  readonly conn: Conn;
+  readonly ctx: ProxyContext;
+  prev: Owed | undefined;
+  next: Owed | undefined;
+  settled = false;
+  closed = false;
+  logged = false;
+  constructor(ex: Exchange, body: Readable | null, conn: Conn, ctx: ProxyContext) {
+    this.ex = ex;
+    this.body = body;
+    this.conn = conn;
+    this.ctx = ctx;
+    this.prev = conn.last;
+    if (conn.last) conn.last.next = this;
+    else conn.first = this;
+    conn.last = this;
+  }
+
+  /** Leaves the connection's list of owed responses; true when none is left. */
+  unlink(): boolean {
+    const c = this.conn;
+    if (this.prev) this.prev.next = this.next;
+    else if (c.first === this) c.first = this.next;
+    if (this.next) this.next.prev = this.prev;
+    else if (c.last === this) c.last = this.prev;
+    this.prev = this.next = undefined;
+    return c.first === undefined;
+  }
+}
 
 /** How often connections are checked against timeouts.client_send: a tenth of it, within these bounds. */
 const SEND_SWEEP_MIN_MS = 50;
@@ -144,105 +184,114 @@ export function startListener(getContext: () => ProxyContext, spec: ListenerConf
     const now = performance.now();
     for (const [socket, c] of conns) {
       if (!sendStalled(socket, c, now) || now - c.stalledSince! < limit) continue;
-      for (const { ex } of c.owed.values()) ex.clientTimeout = `timeouts.client_send=${limit}ms`;
+      for (let o = c.first; o; o = o.next) o.ex.clientTimeout = `timeouts.client_send=${limit}ms`;
       socket.destroy();
     }
   }, sendSweepMs).unref();
   /** Marks the connection to close once the responses it owes are out; returns the last of them. */
-  const closeAfterOwed = (conn: Conn): { ex: Exchange; body: Readable | null } => {
+  const closeAfterOwed = (conn: Conn): Owed => {
     conn.closeAfter = true;
     // The last of them may still say so; an earlier one must not (Node would close after it).
-    const [res, last] = [...conn.owed].at(-1)!;
-    if (!res.headersSent) res.shouldKeepAlive = false;
+    const last = conn.last!;
+    if (!last.ex.res.headersSent) last.ex.res.shouldKeepAlive = false;
     return last;
   };
   /** Tracked from a connection's first request (whatever kind of socket carries it) until it closes. */
   const connOf = (socket: Socket): Conn => {
     let c = conns.get(socket);
     if (!c) {
-      conns.set(socket, (c = { owed: new Map(), closeAfter: false, completed: 0, queued: 0, stalledSince: undefined }));
+      conns.set(socket, (c = { first: undefined, last: undefined, closeAfter: false, completed: 0, queued: 0, stalledSince: undefined }));
       socket.once('close', () => conns.delete(socket));
     }
     return c;
   };
-  /** Responses not yet closed, to mark them `Connection: close` when the drain starts. */
-  const live = new Set<ServerResponse>();
   /**
    * Access lines of responses that closed before their pipeline settled, with the time at which they are
-   * written anyway. A cache hit lands here too: 'close' comes from the nextTick queue, which Node drains
-   * before the promise jobs that settle handle(). One timer per request instead kept every exchange
+   * written anyway. (A hit answered synchronously is settled before its 'close' and never lands here; one
+   * answered after a promise would: 'close' comes from the nextTick queue, which Node drains before the
+   * promise jobs that settle handle().) One timer per request instead kept every exchange
    * alive for LOG_WAIT_MS, which under load pushed them all into the old generation (BENCHMARKS.md).
    */
-  const late = new Map<() => void, number>();
+  const late = new Map<Owed, number>();
   const sweep = setInterval(() => {
     const now = performance.now();
-    for (const [line, at] of late) {
+    for (const [o, at] of late) {
       if (at > now) break; // insertion order is closing order
-      line();
+      logLine(o);
     }
   }, LOG_SWEEP_MS).unref();
+  const logLine = (o: Owed): void => {
+    if (o.logged) return;
+    o.logged = true;
+    late.delete(o);
+    o.ctx.log.request(o.ex);
+    onDone?.(o.ex);
+  };
+  // The access line is written once the response closed and the pipeline settled, so a failure that
+  // comes after the client left (its upload broke off, say) is still in its report; a pipeline that
+  // carries on (storing a body the client did not wait for) delays the line by LOG_WAIT_MS at most.
+  const settle = (o: Owed): void => {
+    o.settled = true;
+    if (o.closed) logLine(o);
+  };
+  const closed = (o: Owed, socket: Socket): void => {
+    const { ex } = o;
+    const res = ex.res;
+    inflight--;
+    if (o.unlink() && o.conn.closeAfter) socket.end();
+    o.closed = true;
+    ex.markEnded();
+    // Closed before the whole answer went out: the client left. HTTP/2's compatibility response reports a
+    // stream reset by the client as finished (its 'close' marks it so), so an answer never ended counts too —
+    // else a fetch writing to it waits for a 'drain' that never comes and holds its backend slot for good.
+    if (!res.writableFinished || !res.writableEnded) ex.markGone();
+    if (o.settled) logLine(o);
+    else late.set(o, performance.now() + LOG_WAIT_MS);
+  };
+  const failed = (o: Owed, err: unknown): void => {
+    const { ex, ctx } = o;
+    const res = ex.res;
+    try {
+      // A bug, not an origin failure: answer 500 rather than leave the client hanging.
+      ctx.log.logger.error({ err, id: ex.id }, 'unhandled error in request pipeline');
+      if (!res.headersSent) {
+        res.writeHead(500, [
+          'content-type', 'text/plain',
+          'x-request-id', ex.id,
+          'proxy-status', `${ctx.name}; error=proxy_internal_error`,
+          'cache-status', cacheStatusValue(ctx.name, ex.cache),
+        ]);
+        res.end('Internal proxy error\n');
+      } else res.destroy();
+    } finally {
+      settle(o);
+    }
+  };
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     const ctx = getContext();
     const ex = new Exchange(req, res);
     ex.traceparent = beginTrace(req.headers);
     arrive(ctx, ex);
     inflight++;
-    live.add(res);
     const socket = req.socket; // req.socket is null once the response is detached from it
     const conn = connOf(socket);
     if (closing) res.shouldKeepAlive = false;
-    // The access line is written once the response closed and the pipeline settled, so a failure that
-    // comes after the client left (its upload broke off, say) is still in its report; a pipeline that
-    // carries on (storing a body the client did not wait for) delays the line by LOG_WAIT_MS at most.
-    let settled = false;
-    let closed = false;
-    let logged = false;
-    const logLine = () => {
-      if (logged) return;
-      logged = true;
-      late.delete(logLine);
-      ctx.log.request(ex);
-      onDone?.(ex);
-    };
-    res.on('close', () => {
-      inflight--;
-      live.delete(res);
-      conn.owed.delete(res);
-      if (conn.closeAfter && conn.owed.size === 0) socket.end();
-      closed = true;
-      ex.markEnded();
-      // Closed before the whole answer went out: the client left. HTTP/2's compatibility response reports a
-      // stream reset by the client as finished (its 'close' marks it so), so an answer never ended counts too —
-      // else a fetch writing to it waits for a 'drain' that never comes and holds its backend slot for good.
-      if (!res.writableFinished || !res.writableEnded) ex.markGone();
-      if (settled) logLine();
-      else late.set(logLine, performance.now() + LOG_WAIT_MS);
-    });
     let body: Readable | null = null;
     if (req.method !== 'GET' && req.method !== 'HEAD') body = requestBody(req, ex, ctx.config.limits.request_body_size);
     else if (req.headers['content-length'] || req.headers['transfer-encoding'] || (req.httpVersionMajor === 2 && !endedWithHeaders(req))) body = requestBody(req, ex, ctx.config.limits.request_body_size);
-    conn.owed.set(res, { ex, body });
-    const settle = () => {
-      settled = true;
-      if (closed) logLine();
-    };
-    handle(ctx, ex, body).then(settle, (err: unknown) => {
-      try {
-        // A bug, not an origin failure: answer 500 rather than leave the client hanging.
-        ctx.log.logger.error({ err, id: ex.id }, 'unhandled error in request pipeline');
-        if (!res.headersSent) {
-          res.writeHead(500, [
-            'content-type', 'text/plain',
-            'x-request-id', ex.id,
-            'proxy-status', `${ctx.name}; error=proxy_internal_error`,
-            'cache-status', cacheStatusValue(ctx.name, ex.cache),
-          ]);
-          res.end('Internal proxy error\n');
-        } else res.destroy();
-      } finally {
-        settle();
-      }
-    });
+    const o = new Owed(ex, body, conn, ctx);
+    res.on('close', () => closed(o, socket));
+    let pending: Promise<void> | undefined;
+    try {
+      pending = handle(ctx, ex, body);
+    } catch (err) {
+      failed(o, err);
+      return;
+    }
+    // Answered synchronously (a hit): settled before 'close', so the access line is written at 'close'
+    // without going through `late`.
+    if (pending === undefined) settle(o);
+    else pending.then(() => settle(o), (err: unknown) => failed(o, err));
   };
   const edge = new Edge({
     listener: spec,
@@ -262,7 +311,7 @@ export function startListener(getContext: () => ProxyContext, spec: ListenerConf
   server.on('connect', (req: IncomingMessage, socket: Socket) => {
     socket.on('error', () => undefined);
     const conn = conns.get(socket);
-    if (conn && conn.owed.size > 0) {
+    if (conn?.first) {
       // A CONNECT pipelined behind a request still being answered: the socket belongs to that response
       // (assigning it again threw, uncaught: the fuzz test's find). No tunnel would be opened anyway;
       // like any request that cannot take its turn, it gets no answer and the connection closes after.
@@ -279,7 +328,7 @@ export function startListener(getContext: () => ProxyContext, spec: ListenerConf
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable) return socket.destroy();
     const conn = conns.get(socket);
-    if (conn && conn.owed.size > 0) {
+    if (conn?.first) {
       // A pipelined request after one still being answered is malformed: its 400 would land inside the
       // pending response (issue 11 found `HTTP/1.1 405` 1.8 MB into a 20 MiB body). Responses go out in
       // request order (RFC 9112 §9.3.2), and one that cannot be parsed has no place in that order: finish
@@ -331,7 +380,7 @@ export function startListener(getContext: () => ProxyContext, spec: ListenerConf
         closing = true;
         // Answers still to come say `Connection: close`, so keep-alive clients do not send another request
         // on a connection that is about to be closed (RFC 9112 §9.6).
-        for (const res of live) if (!res.headersSent) res.shouldKeepAlive = false;
+        for (const c of conns.values()) for (let o = c.first; o; o = o.next) if (!o.ex.res.headersSent) o.ex.res.shouldKeepAlive = false;
         const closed = edge.stopAccepting();
         edge.closeIdle();
         const deadline = Date.now() + drainMs;
@@ -343,7 +392,7 @@ export function startListener(getContext: () => ProxyContext, spec: ListenerConf
         await closed;
         clearInterval(sweep);
         clearInterval(sendSweep);
-        for (const line of late.keys()) line();
+        for (const o of late.keys()) logLine(o);
       },
     };
   });

@@ -91,6 +91,9 @@ export class ConcurrencyLimiter {
   readonly #inflight = new Set<LimitToken>();
   readonly #rtts: number[] = [];
   #rttNext = 0;
+  /** Scratch space for #recentQuarter and #sampleRtt: they run once per answer (issue 12: no array per answer). */
+  readonly #window = new Float64Array(SLOW_WINDOW);
+  readonly #sorted = new Float64Array(RTT_SAMPLES);
   #stuckMs = STUCK_FLOOR_MS * 50;
   #short: number | undefined;
   #long: number | undefined;
@@ -188,10 +191,18 @@ export class ConcurrencyLimiter {
   /** The fastest of the slowest three quarters of the last SLOW_WINDOW answers (fewer at the start), ms. */
   #recentQuarter(): number {
     const n = Math.min(SLOW_WINDOW, this.#rtts.length);
-    const last: number[] = [];
-    for (let i = 1; i <= n; i++) last.push(this.#rtts[(this.#rttNext - i + RTT_SAMPLES) % RTT_SAMPLES]!);
-    last.sort((a, b) => a - b);
-    return last[Math.floor(n / 4)]!;
+    const w = this.#window;
+    for (let i = 1; i <= n; i++) w[i - 1] = this.#rtts[(this.#rttNext - i + RTT_SAMPLES) % RTT_SAMPLES]!;
+    // The k-th smallest by a partial selection sort: k is a quarter of at most 16, so a few passes.
+    const k = Math.floor(n / 4);
+    for (let i = 0; i <= k; i++) {
+      let min = i;
+      for (let j = i + 1; j < n; j++) if (w[j]! < w[min]!) min = j;
+      const t = w[i]!;
+      w[i] = w[min]!;
+      w[min] = t;
+    }
+    return w[k]!;
   }
 
   /** Some request in flight has taken much longer than good answers do. */
@@ -204,8 +215,11 @@ export class ConcurrencyLimiter {
     this.#rtts[this.#rttNext] = rtt;
     this.#rttNext = (this.#rttNext + 1) % RTT_SAMPLES;
     if (this.#rttNext % 32 !== 0 && this.#rtts.length > 32) return; // recomputed every 32 samples
-    const sorted = [...this.#rtts].sort((a, b) => a - b);
-    const p99 = sorted[Math.min(sorted.length - 1, Math.floor(0.99 * sorted.length))]!;
+    const m = this.#rtts.length;
+    const sorted = this.#sorted.subarray(0, m);
+    for (let i = 0; i < m; i++) sorted[i] = this.#rtts[i]!;
+    sorted.sort(); // a typed array sorts numerically, without a comparator call per comparison
+    const p99 = sorted[Math.min(m - 1, Math.floor(0.99 * m))]!;
     this.#stuckMs = Math.max(2 * p99, 4 * (this.#long ?? 0), STUCK_FLOOR_MS);
   }
 

@@ -144,6 +144,8 @@ describe('PrimaryHub (workers: the primary)', () => {
     expect(workerExecArgv(['--enable-source-maps'], undefined)).toEqual(['--enable-source-maps', '--max-semi-space-size=16']);
     expect(workerExecArgv(['--max-semi-space-size=8'], undefined)).toEqual(['--max-semi-space-size=8']);
     expect(workerExecArgv([], '--max-semi-space-size=32')).toEqual([]);
+    // The primary's own small semi-space (ops/node-flags.ts reexecAsPrimary) is not passed on: workers get theirs.
+    expect(workerExecArgv(['--max-semi-space-size=1'], undefined, 'primary')).toEqual(['--max-semi-space-size=16']);
   });
 
   it('splits cache.memory: an eighth (at most 64 MiB) for the hand-off store, the rest evenly between workers', () => {

@@ -14,7 +14,7 @@ import { banTest } from '../cache/invalidate.ts';
 import type { Config } from '../config/schema.ts';
 import { GATHER_TIMEOUT_MS, outbox, PUBLISH_TIMEOUT_MS, unpack, type IpcDown, type IpcNotice, type IpcRequest } from '../coord/ipc.ts';
 import type { CoordMessage, Invalidation, SharedObject, UnlockWait } from '../coord/types.ts';
-import { withHeapFlags } from '../ops/node-flags.ts';
+import { HEAP_MARK, withHeapFlags } from '../ops/node-flags.ts';
 
 /** Tag of the workers' own messages to the primary (ready), apart from coordination. */
 export const WORKER_TAG = 'lacquer:worker';
@@ -294,9 +294,12 @@ export function balanceOf(config: Config): 'reuseport' | 'cluster' {
   return config.workers_balance === 'reuseport' && process.platform === 'linux' && port !== 0 ? 'reuseport' : 'cluster';
 }
 
-/** The workers' node flags: the primary's, plus Lacquer's semi-space size unless one was chosen (ops/node-flags.ts). */
-export function workerExecArgv(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
-  return withHeapFlags(execArgv, nodeOptions);
+/**
+ * The workers' node flags: the primary's, with Lacquer's semi-space size (not the primary's own smaller one)
+ * unless the operator chose one (ops/node-flags.ts).
+ */
+export function workerExecArgv(execArgv: readonly string[], nodeOptions: string | undefined, mark = process.env[HEAP_MARK]): string[] {
+  return withHeapFlags(execArgv, nodeOptions, mark);
 }
 
 /**

@@ -43,6 +43,19 @@ describe('PrimaryHub (workers: the primary)', () => {
     expect((replies(2).at(-1)!.value as SharedObject[]).map((o) => o.body.toString())).toEqual(['A']);
   });
 
+  it('a plain miss looks up and locks in one round trip; a URI the store has is only looked up', () => {
+    const { h, replies } = hub();
+    h.handle(1, { t: 'miss', rid: 1, primary: 'h/a', key: 'h/a', ttlMs: 60_000 });
+    h.handle(2, { t: 'miss', rid: 1, primary: 'h/a', key: 'h/a', ttlMs: 60_000 });
+    expect(replies(1)).toEqual([{ t: 'reply', rid: 1, value: { found: [], lock: 'acquired' } }]);
+    expect(replies(2)).toEqual([{ t: 'reply', rid: 1, value: { found: [], lock: 'held' } }]);
+    h.handle(1, { t: 'put', object: obj('h/b', 'B'), ttlMs: 60_000 });
+    h.handle(3, { t: 'miss', rid: 2, primary: 'h/b', key: 'h/b', ttlMs: 60_000 });
+    const v = replies(3).at(-1)!.value as { found: SharedObject[]; lock?: string };
+    expect(v.found.map((o) => o.body.toString())).toEqual(['B']);
+    expect(v.lock).toBeUndefined();
+  });
+
   it('a worker that dies releases its locks at once as expired, and no broadcast waits for it', () => {
     const { h, replies, alive } = hub();
     h.handle(1, { t: 'lock', rid: 1, key: 'k', ttlMs: 60_000 });

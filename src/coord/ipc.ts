@@ -30,6 +30,8 @@ export type IpcChannel = {
 /** Worker → primary requests; every one carries `rid` and is answered by `{ t: 'reply', rid, value }`. */
 export type IpcRequest =
   | { t: 'lookup'; rid: number; primary: string }
+  /** A lookup that, when the store has nothing for the URI, also tries the lock (one round trip for a plain miss). */
+  | { t: 'miss'; rid: number; primary: string; key: string; ttlMs: number }
   | { t: 'lock'; rid: number; key: string; ttlMs: number }
   | { t: 'wait'; rid: number; key: string; ms: number }
   | { t: 'publish'; rid: number; message: CoordMessage }
@@ -109,6 +111,18 @@ const REQUEST_TIMEOUT_MS = 1000;
 export const PUBLISH_TIMEOUT_MS = 2000;
 /** Longest the primary waits for the workers' answers to a gather. */
 export const GATHER_TIMEOUT_MS = 1500;
+
+type LockAnswer = 'acquired' | 'held' | 'unavailable';
+
+/** The requester's variant among the URI's, in its own copy of the bytes. */
+function pick(variants: readonly SharedObject[], keyFor: (varyFields: readonly string[]) => string): SharedObject | undefined {
+  for (const v of variants) {
+    // Its own copy: the deserialized body is a view into the whole IPC message's buffer (with whatever
+    // else that read carried), which a cached object must not keep alive.
+    if (v.key === keyFor(v.varyFields)) return { ...v, body: exactBody([v.body], v.body.length) };
+  }
+  return undefined;
+}
 
 export class IpcCoordinator implements Coordinator {
   readonly id: string;
@@ -213,13 +227,12 @@ export class IpcCoordinator implements Coordinator {
   }
 
   async lookup(primary: string, keyFor: (varyFields: readonly string[]) => string): Promise<SharedObject | undefined> {
-    const variants = await this.#request<SharedObject[]>((rid) => ({ t: 'lookup', rid, primary }), []);
-    for (const v of variants) {
-      // Its own copy of the bytes: the deserialized body is a view into the whole IPC message's buffer
-      // (with whatever else that read carried), which a cached object must not keep alive.
-      if (v.key === keyFor(v.varyFields)) return { ...v, body: exactBody([v.body], v.body.length) };
-    }
-    return undefined;
+    return pick(await this.#request<SharedObject[]>((rid) => ({ t: 'lookup', rid, primary }), []), keyFor);
+  }
+
+  async lookupOrLock(primary: string, keyFor: (varyFields: readonly string[]) => string, key: string, ttlMs: number): Promise<{ found: SharedObject | undefined; lock: LockResult | undefined }> {
+    const r = await this.#request<{ found: SharedObject[]; lock?: LockAnswer }>((rid) => ({ t: 'miss', rid, primary, key, ttlMs }), { found: [], lock: 'unavailable' });
+    return { found: pick(r.found, keyFor), lock: r.lock && this.#lockResult(key, r.lock) };
   }
 
   put(object: SharedObject, ttlMs: number): void {
@@ -228,7 +241,10 @@ export class IpcCoordinator implements Coordinator {
   }
 
   async lock(key: string, ttlMs: number): Promise<LockResult> {
-    const r = await this.#request<'acquired' | 'held' | 'unavailable'>((rid) => ({ t: 'lock', rid, key, ttlMs }), 'unavailable');
+    return this.#lockResult(key, await this.#request<LockAnswer>((rid) => ({ t: 'lock', rid, key, ttlMs }), 'unavailable'));
+  }
+
+  #lockResult(key: string, r: LockAnswer): LockResult {
     if (r !== 'acquired') return { kind: r };
     let released = false;
     return {

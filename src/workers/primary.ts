@@ -103,13 +103,10 @@ export class PrimaryHub {
         return this.#put(m.object, m.ttlMs, m.lazy ? from : undefined);
       case 'pulled':
         return this.#pulled(from, m.pid, m.object);
-      case 'lock': {
-        if (this.#locks.has(m.key)) return this.#reply(from, m.rid, 'held');
-        const timer = setTimeout(() => this.#unlock(m.key, 'expired'), m.ttlMs);
-        timer.unref();
-        this.#locks.set(m.key, { owner: from, timer, waiters: [] });
-        return this.#reply(from, m.rid, 'acquired');
-      }
+      case 'miss':
+        return this.#lookup(m.primary, (found) => this.#reply(from, m.rid, found.length > 0 ? { found } : { found, lock: this.#lock(from, m.key, m.ttlMs) }));
+      case 'lock':
+        return this.#reply(from, m.rid, this.#lock(from, m.key, m.ttlMs));
       case 'release': {
         const held = this.#locks.get(m.key);
         if (held && held.owner === from) this.#unlock(m.key, m.outcome);
@@ -131,6 +128,14 @@ export class PrimaryHub {
       case 'ack':
         return this.#answered(from, m.aid, undefined);
     }
+  }
+
+  #lock(from: number, key: string, ttlMs: number): 'acquired' | 'held' {
+    if (this.#locks.has(key)) return 'held';
+    const timer = setTimeout(() => this.#unlock(key, 'expired'), ttlMs);
+    timer.unref();
+    this.#locks.set(key, { owner: from, timer, waiters: [] });
+    return 'acquired';
   }
 
   /** A worker is gone: its locks expire now (a waiter takes over), no publish or pull waits for it, and the bodies it kept are gone with it. */

@@ -161,9 +161,9 @@ describe('PrimaryHub (workers: the primary)', () => {
     expect(workerExecArgv(['--max-semi-space-size=1'], undefined, 'primary')).toEqual(['--max-semi-space-size=16']);
   });
 
-  it('splits cache.memory: an eighth (at most 64 MiB) for the hand-off store, the rest evenly between workers', () => {
-    expect(memorySplit(256 * 1024 * 1024, 2)).toEqual({ handoff: 32 * 1024 * 1024, perWorker: 112 * 1024 * 1024 });
-    expect(memorySplit(1024 * 1024 * 1024, 4).handoff).toBe(64 * 1024 * 1024);
+  it('splits cache.memory: a thirty-second (at most 16 MiB) for the hand-off store, the rest evenly between workers', () => {
+    expect(memorySplit(256 * 1024 * 1024, 2)).toEqual({ handoff: 8 * 1024 * 1024, perWorker: 124 * 1024 * 1024 });
+    expect(memorySplit(1024 * 1024 * 1024, 4).handoff).toBe(16 * 1024 * 1024);
   });
 
   it('auto is one per core, except in a fleet (its workers would not share the fleet’s Redis), where more than 1 is refused', () => {

@@ -34,9 +34,13 @@ const HANDOFF_MS = 10_000;
 /** A worker that keeps dying is replaced at most this often (a crash loop must not fork-bomb the host). */
 const RESPAWN_MIN_MS = 1000;
 
-/** The share of `cache.memory` each worker's own cache gets, and the hand-off store's (README "Workers"). */
+/**
+ * The share of `cache.memory` each worker's own cache gets, and the hand-off store's (README "Workers"). A
+ * thirty-second, at most 16 MiB: the store holds bodies up to EAGER_MAX_BYTES (coord/ipc.ts) and, for
+ * larger ones, an entry of about 512 bytes (the body stays with its worker), each for at most 10 s.
+ */
 export function memorySplit(memory: number, workers: number): { perWorker: number; handoff: number } {
-  const handoff = Math.min(Math.floor(memory / 8), 64 * 1024 * 1024);
+  const handoff = Math.min(Math.floor(memory / 32), 16 * 1024 * 1024);
   return { perWorker: Math.floor((memory - handoff) / workers), handoff };
 }
 

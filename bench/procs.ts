@@ -103,15 +103,23 @@ function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   }
 }
 
-/** Every descendant (nginx's workers, varnishd's cache process, Lacquer's workers). */
-function descendants(pid: number): number[] {
-  let direct: number[];
+/** The direct children (Lacquer's workers under their primary). */
+export function childPids(pid: number): number[] {
   try {
-    direct = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
   } catch {
     return [];
   }
-  return direct.flatMap((c) => [c, ...descendants(c)]);
+}
+
+/** Every descendant (nginx's workers, varnishd's cache process, Lacquer's workers). */
+function descendants(pid: number): number[] {
+  return childPids(pid).flatMap((c) => [c, ...descendants(c)]);
+}
+
+/** Resident memory in bytes of the process alone. */
+export function processRssBytes(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
+  return statusKiB(pid, field) * 1024;
 }
 
 /** Resident memory in bytes of the process and its descendants. */

@@ -4,6 +4,7 @@
 // hits every column alike; each figure is the median of its rounds. Everything it starts, it stops (bounded).
 //
 //   node bench/run.ts [--duration 8] [--rounds 3] [--quick] [--only id,id] [--no-fill] [--no-varnish] [--no-nginx] [--no-minimal] [--no-workers] [--workers-balance reuseport|cluster]
+//                     [--fill-workers 1,auto]   (one fill phase per entry: the `workers` setting it runs with)
 //                     [--connections 64] [--threads 2] [--generator wrk|autocannon] [--profile] [--json FILE]
 //                     [--baseline DIR]   (DIR: another checkout of Lacquer, run as an extra column for before/after)
 //                     [--node-flags=--max-semi-space-size=32]   (extra node flags for Lacquer, not the baseline)
@@ -22,7 +23,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pickGenerator, type LoadResult } from './load.ts';
-import { cpuMs, firstJsonLine, freePort, group, killAllNow, rssBytes, start, stop, stopAll, waitForPort, type Child } from './procs.ts';
+import { childPids, cpuMs, firstJsonLine, freePort, group, killAllNow, processRssBytes, rssBytes, start, stop, stopAll, waitForPort, type Child } from './procs.ts';
 import { summarise } from './top-self.ts';
 import { LAUNCHERS } from '../src/lab/proxies/index.ts';
 import type { Availability, RunningProxy } from '../src/lab/proxies/types.ts';
@@ -51,6 +52,7 @@ const { values: args } = parseArgs({
     threads: { type: 'string', default: '2' },
     generator: { type: 'string' },
     'fill-memory': { type: 'string', default: '64' },
+    'fill-workers': { type: 'string', default: '1,auto' },
     profile: { type: 'boolean', default: false },
     json: { type: 'string' },
     baseline: { type: 'string' },
@@ -158,7 +160,9 @@ if (onlyIds) {
 }
 const doFill = !args['no-fill'] && !args.compare && (!onlyIds || onlyIds.has('fill'));
 const fillSeconds = Math.max(seconds, 5);
-const planSeconds = scenarios.length * (warmupSeconds + rounds * seconds) + (doFill ? fillSeconds + 20 : 0);
+/** One fill per entry: `1` (one process) and `auto` (one worker per core) unless --fill-workers says otherwise. */
+const fillWorkers = args['fill-workers']!.split(',').filter(Boolean);
+const planSeconds = scenarios.length * (warmupSeconds + rounds * seconds) + (doFill ? fillWorkers.length * (fillSeconds + 20) : 0);
 const hardDeadlineMs = (planSeconds * 1.5 + 120) * 1000;
 const deadline = setTimeout(() => {
   console.error(`bench: over its hard deadline of ${Math.round(hardDeadlineMs / 1000)} s, stopping`);
@@ -270,6 +274,69 @@ async function verify(s: Scenario, port: number): Promise<void> {
   if (problems.length) throw new Error(`${s.id}: ${problems.join('; ')}`);
 }
 
+type Fill = {
+  workers: string;
+  memoryBytes: number;
+  startBytes: number;
+  rssBytes: number;
+  hwmBytes: number;
+  /** Per process, primary first: RSS just after start, at the end and peak. */
+  procs: { pid: number; startBytes: number; rssBytes: number; hwmBytes: number }[];
+  rps: number;
+  /** Server CPU (every process of the instance) per request. */
+  cpuUs: number;
+  hits: number;
+  lines: number;
+  keys: number;
+};
+
+async function runFill(originPort: number, workers: string, nodeFlags: string[] | undefined): Promise<Fill> {
+  const memoryBytes = fillMiB * MiB;
+  const keys = Math.ceil((2 * memoryBytes) / 102_400);
+  const f = await startLacquer(`lacquer-fill-${workers}`, originPort, `${fillMiB}MiB`, { flags: nodeFlags, workers });
+  // The workers listen a moment after the primary's port answers (reuseport): let every one start.
+  await new Promise((r) => setTimeout(r, workers === '1' ? 200 : 1500));
+  const pids = [f.child.pid, ...childPids(f.child.pid)];
+  const start0 = new Map(pids.map((p) => [p, processRssBytes(p)]));
+  const startBytes = rssBytes(f.child.pid);
+  const script = join(dir, 'fill.lua');
+  writeFileSync(
+    script,
+    [
+      `local keys = ${keys}`,
+      'function setup(thread) thread:set("seed", math.random(1, 1000000000)) end',
+      'function init(args) math.randomseed(seed) end',
+      'function request() return wrk.format("GET", "/fill/" .. math.random(0, keys - 1)) end',
+      '',
+    ].join('\n'),
+  );
+  log(`bench: fill phase, workers ${workers}, cache.memory ${fillMiB} MiB, ${keys} distinct 100 KiB objects, ${fillSeconds} s`);
+  let rps = NaN;
+  let requests = 0;
+  const cpu0 = cpuMs(f.child.pid);
+  if (generator.kind === 'wrk') {
+    const r = await generator.run({ url: `http://127.0.0.1:${f.port}/`, seconds: fillSeconds, connections, threads, script });
+    rps = r.rps;
+    requests = r.requests;
+  } else {
+    // autocannon cannot randomise paths here: fetch every key twice from this process instead.
+    const t0 = performance.now();
+    for (let pass = 0; pass < 2; pass++) {
+      for (let i = 0; i < keys; i += 16) await Promise.all(Array.from({ length: Math.min(16, keys - i) }, (_, j) => get(f.port, `/fill/${i + j}`)));
+    }
+    requests = 2 * keys;
+    rps = requests / ((performance.now() - t0) / 1000);
+  }
+  const cpuUs = requests > 0 ? ((cpuMs(f.child.pid) - cpu0) * 1000) / requests : NaN;
+  const procs = [f.child.pid, ...childPids(f.child.pid)].map((pid) => ({ pid, startBytes: start0.get(pid) ?? 0, rssBytes: processRssBytes(pid), hwmBytes: processRssBytes(pid, 'VmHWM') }));
+  const rss = rssBytes(f.child.pid);
+  const hwm = rssBytes(f.child.pid, 'VmHWM');
+  await stop(f.child);
+  const lines = readFileSync(f.accessLog, 'utf8').split('\n').filter((l) => l.includes('"type":"access"'));
+  log(`  fill workers ${workers}: ${Math.round(rps)} req/s, cpu ${cpuUs.toFixed(0)} µs/req, rss ${procs.map((p) => `${(p.startBytes / MiB).toFixed(0)}→${(p.rssBytes / MiB).toFixed(0)} (peak ${(p.hwmBytes / MiB).toFixed(0)})`).join(' + ')} MiB`);
+  return { workers, memoryBytes, startBytes, rssBytes: rss, hwmBytes: hwm, procs, rps, cpuUs, hits: lines.filter((l) => l.includes('"served":"hit"')).length, lines: lines.length, keys };
+}
+
 const median = (xs: number[]) => {
   const a = [...xs].sort((x, y) => x - y);
   return a.length === 0 ? NaN : a.length % 2 ? a[(a.length - 1) / 2] : (a[a.length / 2 - 1] + a[a.length / 2]) / 2;
@@ -295,7 +362,7 @@ if (generator.kind !== 'wrk') log('bench: wrk is not installed, using autocannon
 log(`bench: ${scenarios.length} columns × ${rounds} rounds × ${seconds} s, -t${threads} -c${connections}; temp dir ${dir}`);
 
 const samples = new Map<string, Sample[]>(scenarios.map((s) => [s.id, []]));
-let fill: { memoryBytes: number; startBytes: number; rssBytes: number; hwmBytes: number; rps: number; hits: number; lines: number; keys: number } | undefined;
+const fills: Fill[] = [];
 let profiles: string[] = [];
 
 try {
@@ -358,38 +425,9 @@ try {
 
   if (doFill) {
     // The memory bound: fill a small cache past its size with distinct 100 KiB objects (random keys over
-    // twice the capacity, so objects are stored, hit and evicted), then read the server's RSS.
-    const memoryBytes = fillMiB * MiB;
-    const keys = Math.ceil((2 * memoryBytes) / 102_400);
-    const f = await startLacquer('lacquer-fill', originPort, `${fillMiB}MiB`, { flags: nodeFlags });
-    const startBytes = rssBytes(f.child.pid);
-    const script = join(dir, 'fill.lua');
-    writeFileSync(
-      script,
-      [
-        `local keys = ${keys}`,
-        'function setup(thread) thread:set("seed", math.random(1, 1000000000)) end',
-        'function init(args) math.randomseed(seed) end',
-        'function request() return wrk.format("GET", "/fill/" .. math.random(0, keys - 1)) end',
-        '',
-      ].join('\n'),
-    );
-    log(`bench: fill phase, cache.memory ${fillMiB} MiB, ${keys} distinct 100 KiB objects, ${fillSeconds} s`);
-    let rps = NaN;
-    if (generator.kind === 'wrk') rps = (await generator.run({ url: `http://127.0.0.1:${f.port}/`, seconds: fillSeconds, connections, threads, script })).rps;
-    else {
-      // autocannon cannot randomise paths here: fetch every key twice from this process instead.
-      const t0 = performance.now();
-      for (let pass = 0; pass < 2; pass++) {
-        for (let i = 0; i < keys; i += 16) await Promise.all(Array.from({ length: Math.min(16, keys - i) }, (_, j) => get(f.port, `/fill/${i + j}`)));
-      }
-      rps = (2 * keys) / ((performance.now() - t0) / 1000);
-    }
-    const rss = rssBytes(f.child.pid);
-    const hwm = rssBytes(f.child.pid, 'VmHWM');
-    await stop(f.child);
-    const lines = readFileSync(f.accessLog, 'utf8').split('\n').filter((l) => l.includes('"type":"access"'));
-    fill = { memoryBytes, startBytes, rssBytes: rss, hwmBytes: hwm, rps, hits: lines.filter((l) => l.includes('"served":"hit"')).length, lines: lines.length, keys };
+    // twice the capacity, so objects are stored, hit and evicted), then read the server's RSS. Once per
+    // --fill-workers entry: one process, and `workers: auto` (whose misses cross the primary: coord/ipc.ts).
+    for (const w of fillWorkers) fills.push(await runFill(originPort, w, nodeFlags));
   }
   await stopAll();
 } catch (e) {
@@ -491,10 +529,10 @@ for (const id of ['lacquer-1k', 'lacquer-100k']) {
     targets.push({ name: `p99 of a ${id === 'lacquer-1k' ? '1 KiB' : '100 KiB'} hit at ${connections} connections`, value: `${ms(m.p99)} ms`, target: '< 5 ms', met: m.p99 < 5, margin });
   }
 }
-if (fill) {
+for (const fill of fills) {
   const limit = fill.memoryBytes + 100 * MiB;
   targets.push({
-    name: `RSS with the cache full (cache.memory ${fillMiB} MiB)`,
+    name: `RSS with the cache full (cache.memory ${fillMiB} MiB, workers: ${fill.workers})`,
     value: `${(fill.rssBytes / MiB).toFixed(0)} MiB (peak ${(fill.hwmBytes / MiB).toFixed(0)} MiB)`,
     target: `≤ ${(limit / MiB).toFixed(0)} MiB`,
     met: fill.hwmBytes <= limit,
@@ -505,9 +543,17 @@ out.push('');
 out.push('| ratio / target | measured | target | met |');
 out.push('|---|---:|---:|:---:|');
 for (const t of targets) out.push(`| ${t.name} | ${t.value} | ${t.target} | ${t.met === undefined ? '' : `${t.met ? 'yes' : '**no**'}${t.margin ? `, ${t.margin}` : ''}`} |`);
-if (fill) {
+if (fills.length) {
+  const first = fills[0]!;
   out.push('');
-  out.push(`Fill phase: ${fill.keys} distinct 100 KiB objects requested at random for ${fillSeconds} s (${k(fill.rps)} req/s, ${fill.hits} hits of ${fill.lines} logged requests), cache.memory ${fillMiB} MiB; RSS read from /proc/<pid>/status (VmRSS at the end, VmHWM peak); ${(fill.startBytes / MiB).toFixed(0)} MiB just after start, before any request.`);
+  out.push(`Fill phase: ${first.keys} distinct 100 KiB objects requested at random for ${fillSeconds} s, cache.memory ${fillMiB} MiB; CPU is user + system of every process of the instance; RSS read from /proc/<pid>/status (VmRSS after start, at the end, VmHWM peak), per process (the primary first with workers), and their sum.`);
+  out.push('');
+  out.push('| fill | req/s | server CPU µs/req | hits / logged | RSS MiB per process: start → end (peak) | instance RSS MiB: start → end (peak sum) |');
+  out.push('|---|---:|---:|---:|---|---:|');
+  for (const f of fills) {
+    const per = f.procs.map((p) => `${(p.startBytes / MiB).toFixed(0)} → ${(p.rssBytes / MiB).toFixed(0)} (${(p.hwmBytes / MiB).toFixed(0)})`).join(' + ');
+    out.push(`| workers: ${f.workers} | ${k(f.rps)} | ${f.cpuUs.toFixed(0)} | ${f.hits} / ${f.lines} | ${per} | ${(f.startBytes / MiB).toFixed(0)} → ${(f.rssBytes / MiB).toFixed(0)} (${(f.hwmBytes / MiB).toFixed(0)}) |`);
+  }
 }
 
 // The comparison of issue 6: per workload, every server side by side and Lacquer's ratio to each
@@ -540,6 +586,6 @@ if (COMPARE.some((c) => med.has(c.lacquer))) {
 if (!hasVarnish && !args['no-varnish']) out.push('', VARNISH_HINT);
 if (!hasNginx && !args['no-nginx']) out.push('', NGINX_HINT);
 console.log(out.join('\n'));
-if (args.json) writeFileSync(args.json, `${JSON.stringify({ machine, seconds, rounds, connections, threads, samples: Object.fromEntries(samples), fill }, null, 2)}\n`);
+if (args.json) writeFileSync(args.json, `${JSON.stringify({ machine, seconds, rounds, connections, threads, samples: Object.fromEntries(samples), fills }, null, 2)}\n`);
 if (profiles.length) log(`bench: CPU profiles kept in ${dir}/profile`);
 else rmSync(dir, { recursive: true, force: true });

@@ -132,23 +132,25 @@ describe('stored bodies over real sockets', () => {
 describe('lacquer serve: heap flags and allocator settings', () => {
   const linux = process.platform === 'linux' && typeof (process as { execve?: unknown }).execve === 'function';
 
-  async function served(env: NodeJS.ProcessEnv): Promise<{ argv: string[]; env: string[] }> {
+  async function served(env: NodeJS.ProcessEnv, workers: number | 'auto' = 1): Promise<{ argv: string[]; env: string[]; children: string[][] }> {
     const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
     const { join } = await import('node:path');
     const { tmpdir } = await import('node:os');
     const dir = mkdtempSync(join(tmpdir(), 'lacquer-memory-'));
     try {
       const cfg = join(dir, 'l.yaml');
-      writeFileSync(cfg, 'listen: 127.0.0.1:0\nbackends:\n  - name: app\n    url: http://127.0.0.1:9\nlog:\n  access: off\nadmin:\n  enabled: false\n');
+      writeFileSync(cfg, `workers: ${workers}\nlisten: 127.0.0.1:0\nbackends:\n  - name: app\n    url: http://127.0.0.1:9\nlog:\n  access: off\nadmin:\n  enabled: false\n`);
       const run = lacquer(['serve', '-c', cfg], { env, timeoutMs: 20_000 });
       // The same pid serves: the exec replaced the process instead of starting another.
       await waitFor(() => /lacquer listening/.test(run.stdout() + run.stderr()), 10_000, () => run.stderr());
       const pid = run.child.pid!;
       const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
       const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+      const children = kids.map((k) => readFileSync(`/proc/${k}/cmdline`, 'utf8').split('\0'));
       run.child.kill('SIGTERM');
       await run.exited;
-      return { argv, env: environ };
+      return { argv, env: environ, children };
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -163,6 +165,20 @@ describe('lacquer serve: heap flags and allocator settings', () => {
     expect(p.env).toContain('MALLOC_ARENA_MAX=2');
     // The compile cache beside the installed packages (no TypeScript stripper loaded at the next start).
     expect(p.env.find((e) => e.startsWith('NODE_COMPILE_CACHE='))).toMatch(/node_modules\/\.cache\/lacquer-compile$/);
+  });
+
+  it.skipIf(!linux)('with workers, the primary re-executes itself with a 1 MiB semi-space and gives its workers 16 MiB', async () => {
+    const env = { ...process.env };
+    delete env.MALLOC_ARENA_MAX;
+    delete env.NODE_OPTIONS;
+    const p = await served(env, 2);
+    expect(p.argv).toContain('--max-semi-space-size=1');
+    expect(p.argv).not.toContain('--max-semi-space-size=16');
+    expect(p.children).toHaveLength(2);
+    for (const c of p.children) {
+      expect(c).toContain('--max-semi-space-size=16');
+      expect(c).not.toContain('--max-semi-space-size=1');
+    }
   });
 
   it.skipIf(!linux)("keeps the operator's choice of each", async () => {

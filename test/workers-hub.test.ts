@@ -2,7 +2,7 @@
 // for cross-worker coalescing, the hand-off store and its invalidation, the broadcast's acks, and what
 // happens when a worker dies. The forked instance is tested end to end in workers.test.ts.
 import { describe, expect, it } from 'vitest';
-import type { IpcDown } from '../src/coord/ipc.ts';
+import { IpcCoordinator, outbox, unpack, type IpcDown, type IpcEnvelope } from '../src/coord/ipc.ts';
 import type { SharedObject } from '../src/coord/types.ts';
 import { CACHE_LABELS } from '../src/observe/classify.ts';
 import { quantile, record } from '../src/observe/histogram.ts';
@@ -41,6 +41,19 @@ describe('PrimaryHub (workers: the primary)', () => {
     // The waiters find the holder's object in the hand-off store.
     h.handle(2, { t: 'lookup', rid: 3, primary: 'h/a' });
     expect((replies(2).at(-1)!.value as SharedObject[]).map((o) => o.body.toString())).toEqual(['A']);
+  });
+
+  it('a plain miss looks up and locks in one round trip; a URI the store has is only looked up', () => {
+    const { h, replies } = hub();
+    h.handle(1, { t: 'miss', rid: 1, primary: 'h/a', key: 'h/a', ttlMs: 60_000 });
+    h.handle(2, { t: 'miss', rid: 1, primary: 'h/a', key: 'h/a', ttlMs: 60_000 });
+    expect(replies(1)).toEqual([{ t: 'reply', rid: 1, value: { found: [], lock: 'acquired' } }]);
+    expect(replies(2)).toEqual([{ t: 'reply', rid: 1, value: { found: [], lock: 'held' } }]);
+    h.handle(1, { t: 'put', object: obj('h/b', 'B'), ttlMs: 60_000 });
+    h.handle(3, { t: 'miss', rid: 2, primary: 'h/b', key: 'h/b', ttlMs: 60_000 });
+    const v = replies(3).at(-1)!.value as { found: SharedObject[]; lock?: string };
+    expect(v.found.map((o) => o.body.toString())).toEqual(['B']);
+    expect(v.lock).toBeUndefined();
   });
 
   it('a worker that dies releases its locks at once as expired, and no broadcast waits for it', () => {
@@ -93,15 +106,64 @@ describe('PrimaryHub (workers: the primary)', () => {
     expect(found('h/d')[0]!.invalidatedAt).toBeTypeOf('number');
   });
 
+  it('a large body stays with its holder: a lookup pulls it (one pull for concurrent lookups); a purge during the pull, or the holder dying, answers nothing', () => {
+    const { h, sent, replies, alive } = hub();
+    const lazy = (primary: string) => ({ ...obj(primary), body: Buffer.alloc(0) });
+    h.handle(1, { t: 'put', object: lazy('h/big'), ttlMs: 60_000, lazy: true });
+    // The entry alone is charged: the body did not cross.
+    expect(h.handoffFigures()).toEqual({ objects: 1, bytes: 512, maxBytes: 1024 * 1024 });
+    h.handle(2, { t: 'lookup', rid: 1, primary: 'h/big' });
+    h.handle(3, { t: 'lookup', rid: 1, primary: 'h/big' });
+    const pulls = sent.filter((s) => s.m.t === 'pull');
+    expect(pulls.map((p) => [p.to, (p.m as { key: string }).key])).toEqual([[1, 'h/big']]);
+    expect(replies(2)).toEqual([]);
+    const pid = (pulls[0]!.m as { pid: number }).pid;
+    h.handle(1, { t: 'pulled', pid, object: obj('h/big', 'BIG') });
+    expect((replies(2)[0]!.value as SharedObject[]).map((o) => o.body.toString())).toEqual(['BIG']);
+    expect((replies(3)[0]!.value as SharedObject[]).map((o) => o.body.toString())).toEqual(['BIG']);
+    // A purge between the pull and its answer: the holder may have answered before applying it.
+    h.handle(2, { t: 'lookup', rid: 2, primary: 'h/big' });
+    const pid2 = (sent.filter((s) => s.m.t === 'pull').at(-1)!.m as { pid: number }).pid;
+    h.invalidate({ op: 'tags', tags: ['other'], mode: 'hard' });
+    h.handle(1, { t: 'pulled', pid: pid2, object: obj('h/big', 'OLD') });
+    expect(replies(2).at(-1)).toEqual({ t: 'reply', rid: 2, value: [] });
+    // The holder dies with a pull outstanding: the lookup answers at once, and its entries go with it.
+    h.handle(3, { t: 'lookup', rid: 3, primary: 'h/big' });
+    alive.delete(1);
+    h.workerGone(1);
+    expect(replies(3).at(-1)).toEqual({ t: 'reply', rid: 3, value: [] });
+    expect(h.handoffFigures().objects).toBe(0);
+  });
+
+  it('sends one turn\u2019s messages in one envelope, in order; a message that cannot be sent answers its request at once', async () => {
+    const writes: IpcEnvelope<number>[] = [];
+    const send = outbox<number>((e) => writes.push(e), () => undefined);
+    send(1);
+    send(2);
+    send(3);
+    expect(writes).toEqual([]);
+    await new Promise((r) => setImmediate(r));
+    expect(writes.map((e) => unpack<number>(e))).toEqual([[1, 2, 3]]);
+    // A closed channel: a lookup answers "nothing shared" at once instead of after its 1 s timeout.
+    const listeners: ((m: unknown) => void)[] = [];
+    const coord = new IpcCoordinator({ send: () => { throw new Error('channel closed'); }, on: (_e, l) => listeners.push(l), off: () => undefined }, { maxObjectBytes: 1 << 20 });
+    const t0 = Date.now();
+    expect(await coord.lookup('h/a', () => 'h/a')).toBeUndefined();
+    expect(Date.now() - t0).toBeLessThan(900);
+    expect(coord.status().errors.lookup).toBe(1);
+  });
+
   it('gives workers a 16 MiB semi-space unless the operator chose one', () => {
     expect(workerExecArgv(['--enable-source-maps'], undefined)).toEqual(['--enable-source-maps', '--max-semi-space-size=16']);
     expect(workerExecArgv(['--max-semi-space-size=8'], undefined)).toEqual(['--max-semi-space-size=8']);
     expect(workerExecArgv([], '--max-semi-space-size=32')).toEqual([]);
+    // The primary's own small semi-space (ops/node-flags.ts reexecAsPrimary) is not passed on: workers get theirs.
+    expect(workerExecArgv(['--max-semi-space-size=1'], undefined, 'primary')).toEqual(['--max-semi-space-size=16']);
   });
 
-  it('splits cache.memory: an eighth (at most 64 MiB) for the hand-off store, the rest evenly between workers', () => {
-    expect(memorySplit(256 * 1024 * 1024, 2)).toEqual({ handoff: 32 * 1024 * 1024, perWorker: 112 * 1024 * 1024 });
-    expect(memorySplit(1024 * 1024 * 1024, 4).handoff).toBe(64 * 1024 * 1024);
+  it('splits cache.memory: a thirty-second (at most 16 MiB) for the hand-off store, the rest evenly between workers', () => {
+    expect(memorySplit(256 * 1024 * 1024, 2)).toEqual({ handoff: 8 * 1024 * 1024, perWorker: 124 * 1024 * 1024 });
+    expect(memorySplit(1024 * 1024 * 1024, 4).handoff).toBe(16 * 1024 * 1024);
   });
 
   it('auto is one per core, except in a fleet (its workers would not share the fleet’s Redis), where more than 1 is refused', () => {

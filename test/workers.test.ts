@@ -302,6 +302,34 @@ describe('workers: 2', () => {
     }
   }, 60_000);
 
+  it('a large object stays with the worker that fetched it: the other pulls it through the primary, not from the origin; a purge reaches both', async () => {
+    const { port, admin, pids } = await serveWorkers({
+      '/big': { kind: 'normal', cacheControl: 'max-age=600', body: 'a'.repeat(100_000) },
+      '/whoami': { kind: 'normal', cacheControl: 'no-store', body: 'me\n' },
+    });
+    const c1 = await connectionOn(port, pids, 1);
+    const c0 = await connectionOn(port, pids, 0);
+    try {
+      expect((await c1.send('/big')).body).toBe('a'.repeat(100_000));
+      type Stats = { cache: { handoff: { objects: number; bytes: number } | null } };
+      // The primary holds the entry, not the 100 kB body (coord/ipc.ts EAGER_MAX_BYTES).
+      const s = await until(() => api<Stats>(admin, '/api/stats'), (x) => (x.cache.handoff?.objects ?? 0) >= 1);
+      expect(s.cache.handoff!.bytes).toBeLessThan(100_000);
+      expect((await c0.send('/big')).body).toBe('a'.repeat(100_000));
+      expect(origin!.count('/big')).toBe(1);
+      origin!.set('/big', { kind: 'normal', cacheControl: 'max-age=600', body: 'b'.repeat(100_000) });
+      const purge = await fetch(`${admin}/api/purge`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ url: `http://127.0.0.1:${port}/big` }) });
+      expect(purge.status).toBe(200);
+      // Neither worker serves the purged copy, from its cache or from the other's.
+      expect((await c0.send('/big')).body).toBe('b'.repeat(100_000));
+      expect((await c1.send('/big')).body).toBe('b'.repeat(100_000));
+      expect(origin!.count('/big')).toBe(2);
+    } finally {
+      c0.close();
+      c1.close();
+    }
+  }, 60_000);
+
   it('replaces a worker that dies, and the other keeps serving meanwhile', async () => {
     const { port, pids } = await serveWorkers({ '/p': { kind: 'normal', cacheControl: 'max-age=600', body: 'p\n' } });
     expect(pids).toHaveLength(2);

@@ -7,12 +7,11 @@ import { ConfigError, formatProblem, loadConfigFile, type ConfigProblem } from '
 import type { Config } from '../config/schema.ts';
 import { FLEET_WORKERS } from '../config/semantics.ts';
 import { maskText } from '../config/secrets.ts';
-import { IpcCoordinator } from '../coord/ipc.ts';
+import type { IpcCoordinator } from '../coord/ipc.ts';
 import { AccessLog } from '../observe/access-log.ts';
+import { reexecAsPrimary } from '../ops/node-flags.ts';
 import { StartupError } from '../ops/startup.ts';
-import { logReload } from '../ops/reload.ts';
 import { balanceOf, limitShare, memorySplit, runPrimary, WORKER_TAG, workerCount, type FailedMessage } from '../workers/primary.ts';
-import { joinInstance } from '../workers/worker.ts';
 import type { Proxy, StartOptions } from '../main.ts';
 import { printProblems } from './check.ts';
 
@@ -124,6 +123,8 @@ export async function serveCommand(file: string, o: { workers?: string } = {}): 
   const config = loadOrExit(file);
   const n = cluster.isWorker ? Number(process.env.LACQUER_WORKERS) : workersFor(config, o.workers);
   if (n > 1 && cluster.isPrimary) {
+    // Its own heap flags (a smaller young generation): one more exec, before anything is started.
+    reexecAsPrimary();
     if (balanceOf(config) === 'reuseport') await portsFreeOrExit(config, file);
     // workers/primary.ts: forks the workers, holds their locks, relays, replaces the dead, drains on stop.
     const log = new AccessLog({ destination: config.log.access, level: config.log.level, proxyName: config.proxy.name });
@@ -131,9 +132,11 @@ export async function serveCommand(file: string, o: { workers?: string } = {}): 
     log.flush();
     process.exit(code);
   }
+  // Loaded here, not above: the primary (which returned above) needs none of it and stays smaller.
+  const [{ IpcCoordinator }, { logReload }, { joinInstance }] = await Promise.all([import('../coord/ipc.ts'), import('../ops/reload.ts'), import('../workers/worker.ts')]);
   const index = Number(process.env.LACQUER_WORKER_INDEX ?? 0);
   const worker = cluster.isWorker ? { index, config: workerConfig(config, index, n) } : undefined;
-  const coord = worker ? new IpcCoordinator(process as unknown as ConstructorParameters<typeof IpcCoordinator>[0], { maxObjectBytes: Math.floor(worker.config.cache.memory * config.cache.max_object_share) }) : undefined;
+  const coord: IpcCoordinator | undefined = worker ? new IpcCoordinator(process as unknown as ConstructorParameters<typeof IpcCoordinator>[0], { maxObjectBytes: Math.floor(worker.config.cache.memory * config.cache.max_object_share) }) : undefined;
   const shape = worker ? (c: Config) => workerConfig(c, index, n) : undefined;
   const proxy = await startOrExit(worker?.config ?? config, file, { coord, shape, reusePort: worker !== undefined && process.env.LACQUER_REUSEPORT === '1' });
   const backends = [...proxy.ctx.pools.values()].flatMap((p) => p.backends.map((b) => `${p.name}/${b.name} ${maskText(b.origin)}`));

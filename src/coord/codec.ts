@@ -7,7 +7,8 @@ import type { SharedObject } from './types.ts';
 type Meta = Omit<CachedObject, 'body' | 'key' | 'primary' | 'varyFields' | 'tags'>;
 
 export function encodeObject(o: CachedObject): SharedObject {
-  const { body, key, primary, varyFields, tags, ...meta } = o;
+  // Not the compressed forms (made again where needed): they hold functions a structured clone refuses.
+  const { body, key, primary, varyFields, tags, encoded: _forms, ...meta } = o;
   return { key, primary, varyFields, tags, meta: meta as Record<string, unknown>, body };
 }
 

@@ -5,6 +5,7 @@ import { retentionMs, type CachedObject } from '../cache/object.ts';
 import type { Headers } from '../cache/storable.ts';
 import type { LookupResult, Store, StoreStats } from '../cache/store.ts';
 import { encodeObject } from './codec.ts';
+import { IpcCoordinator } from './ipc.ts';
 import type { Coordinator } from './types.ts';
 
 export class SharingStore implements Store {
@@ -16,6 +17,13 @@ export class SharingStore implements Store {
   constructor(inner: Store, coord: Coordinator) {
     this.inner = inner;
     this.#coord = coord;
+    // Workers: a large body stays here and another worker's lookup pulls it (coord/ipc.ts).
+    if (coord instanceof IpcCoordinator) {
+      coord.source = (key) => {
+        const o = inner.peek(key);
+        return o && encodeObject(o);
+      };
+    }
   }
 
   lookup(primary: string, reqHeaders: Headers): LookupResult {

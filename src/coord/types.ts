@@ -101,6 +101,11 @@ export interface Coordinator {
    * key. Resolves undefined on a miss, a timeout or an error — never rejects.
    */
   lookup(primary: string, keyFor: (varyFields: readonly string[]) => string): Promise<SharedObject | undefined>;
+  /**
+   * Optional (issue 12): `lookup`, and when the store has nothing at all for the URI, `lock(key, ttlMs)` in
+   * the same round trip (`lock` undefined when something was found: the caller locks if it needs to).
+   */
+  lookupOrLock?(primary: string, keyFor: (varyFields: readonly string[]) => string, key: string, ttlMs: number): Promise<{ found: SharedObject | undefined; lock: LockResult | undefined }>;
   /** Writes an object to the shared store for `ttlMs`, off the request path (fire and forget). */
   put(object: SharedObject, ttlMs: number): void;
 

@@ -22,6 +22,18 @@ import { fileURLToPath } from 'node:url';
 export const SEMI_SPACE_MIB = 16;
 const FLAG = '--max-semi-space-size';
 
+/**
+ * MiB per semi-space for the primary of `workers: N`: it handles small coordination messages (and a large
+ * body now and then, passed on at once), so a young generation sized for a proxy only grew its RSS
+ * (measured 116 → 209 MiB during the bench's fill with 16; BENCHMARKS.md "Workers: the miss path").
+ */
+export const PRIMARY_SEMI_SPACE_MIB = 1;
+/**
+ * Set in the environment by the re-exec: `added` when the semi-space flag is Lacquer's (not the operator's),
+ * `primary` once the primary replaced it with its own (workers/primary.ts gives the workers theirs).
+ */
+export const HEAP_MARK = 'LACQUER_HEAP_FLAGS';
+
 /** Allocator settings added to the environment unless the operator set them. */
 export const MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
 
@@ -47,9 +59,13 @@ export function semiSpaceChosen(execArgv: readonly string[], nodeOptions: string
   return [...execArgv, ...(nodeOptions ?? '').split(/\s+/)].some((a) => a.startsWith(FLAG));
 }
 
-/** The node flags with Lacquer's semi-space size added, unless one was chosen. */
-export function withHeapFlags(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
-  return semiSpaceChosen(execArgv, nodeOptions) ? [...execArgv] : [...execArgv, `${FLAG}=${SEMI_SPACE_MIB}`];
+/**
+ * The node flags with Lacquer's semi-space size added, unless one was chosen; `mark` (HEAP_MARK) says the
+ * flag present is Lacquer's, which is then replaced.
+ */
+export function withHeapFlags(execArgv: readonly string[], nodeOptions: string | undefined, mark?: string, mib = SEMI_SPACE_MIB): string[] {
+  const ours = mark === 'added' || mark === 'primary' ? execArgv.filter((a) => !a.startsWith(FLAG)) : execArgv;
+  return semiSpaceChosen(ours, nodeOptions) ? [...ours] : [...ours, `${FLAG}=${mib}`];
 }
 
 /**
@@ -66,9 +82,26 @@ export function reexecWithHeapFlags(): void {
   if (typeof execve !== 'function' || (!missingEnv && semiSpaceChosen(process.execArgv, process.env.NODE_OPTIONS))) return;
   // A debugger attached to this process would lose it at the exec: debugging runs as started.
   if (process.execArgv.some((a) => a.startsWith('--inspect'))) return;
+  if (!semiSpaceChosen(process.execArgv, process.env.NODE_OPTIONS)) env[HEAP_MARK] = 'added';
   try {
     execve.call(process, process.execPath, [process.execPath, ...withHeapFlags(process.execArgv, process.env.NODE_OPTIONS), ...process.argv.slice(1)], env);
   } catch {
     // Not replaced (e.g. a sandbox refusing exec): go on as started.
+  }
+}
+
+/**
+ * The primary of `workers: N` once it knows it is one (the configuration is read): replaces itself again
+ * with its own, smaller semi-space (PRIMARY_SEMI_SPACE_MIB) when the one it has is Lacquer's. Nothing has
+ * been started yet (no port bound, no worker forked). Returns when nothing was to be done or it could not.
+ */
+export function reexecAsPrimary(): void {
+  const execve = (process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve;
+  if (typeof execve !== 'function' || process.env[HEAP_MARK] !== 'added') return;
+  try {
+    const flags = withHeapFlags(process.execArgv, process.env.NODE_OPTIONS, 'added', PRIMARY_SEMI_SPACE_MIB);
+    execve.call(process, process.execPath, [process.execPath, ...flags, ...process.argv.slice(1)], { ...process.env, [HEAP_MARK]: 'primary' });
+  } catch {
+    // Not replaced: the primary runs with the workers' flags.
   }
 }

@@ -13,6 +13,7 @@ import { variantKey } from '../cache/key.ts';
 import type { Headers } from '../cache/storable.ts';
 import { TIMEOUT_DEFAULTS } from '../config/schema.ts';
 import { decodeObject } from '../coord/codec.ts';
+import type { LockResult } from '../coord/types.ts';
 import { SharingStore } from '../coord/store.ts';
 import type { Exchange } from '../server/exchange.ts';
 import type { ProxyContext } from './context.ts';
@@ -34,7 +35,9 @@ export async function sharedMiss(ctx: ProxyContext, ex: Exchange, plan: ForwardP
   const firstByte = plan.route?.timeouts?.first_byte ?? plan.pool.backends[0]?.timeouts.first_byte ?? TIMEOUT_DEFAULTS.first_byte;
   for (;;) {
     const epoch = ctx.store.epoch();
-    const found = await sharedLookup(ctx, plan.primary!, ex.req.headers as Headers);
+    const ttlMs = firstByte + LOCK_MARGIN_MS;
+    // One round trip for a plain miss where the coordinator can (workers: coord/ipc.ts).
+    const { found, lock } = await sharedLookup(ctx, plan.primary!, ex.req.headers as Headers, flightKey, ttlMs);
     const now = ctx.now();
     if (found && !ctx.invalidator.apply(found.key, found)) {
       const state = objectState(found, now);
@@ -57,7 +60,7 @@ export async function sharedMiss(ctx: ProxyContext, ex: Exchange, plan: ForwardP
         }
       }
     }
-    const r = await ctx.coord.lock(flightKey, firstByte + LOCK_MARGIN_MS);
+    const r = lock ?? (await ctx.coord.lock(flightKey, ttlMs));
     if (r.kind === 'acquired') {
       void flight.result.then((f) => r.lock.release(f.kind === 'object' && f.stored ? 'stored' : 'not-stored'));
       return false;
@@ -70,9 +73,14 @@ export async function sharedMiss(ctx: ProxyContext, ex: Exchange, plan: ForwardP
   }
 }
 
-async function sharedLookup(ctx: ProxyContext, primary: string, reqHeaders: Headers): Promise<CachedObject | undefined> {
-  const s = await ctx.coord.lookup(primary, (fields) => variantKey(primary, fields, reqHeaders));
-  return s && decodeObject(s);
+async function sharedLookup(ctx: ProxyContext, primary: string, reqHeaders: Headers, flightKey: string, ttlMs: number): Promise<{ found: CachedObject | undefined; lock: LockResult | undefined }> {
+  const keyFor = (fields: readonly string[]) => variantKey(primary, fields, reqHeaders);
+  if (ctx.coord.lookupOrLock) {
+    const r = await ctx.coord.lookupOrLock(primary, keyFor, flightKey, ttlMs);
+    return { found: r.found && decodeObject(r.found), lock: r.lock };
+  }
+  const s = await ctx.coord.lookup(primary, keyFor);
+  return { found: s && decodeObject(s), lock: undefined };
 }
 
 function adopt(ctx: ProxyContext, o: CachedObject, now: number, epoch: number): void {

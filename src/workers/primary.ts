@@ -12,9 +12,9 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { banTest } from '../cache/invalidate.ts';
 import type { Config } from '../config/schema.ts';
-import { GATHER_TIMEOUT_MS, IPC_TAG, PUBLISH_TIMEOUT_MS, type IpcDown, type IpcNotice, type IpcRequest } from '../coord/ipc.ts';
+import { GATHER_TIMEOUT_MS, outbox, PUBLISH_TIMEOUT_MS, unpack, type IpcDown, type IpcNotice, type IpcRequest } from '../coord/ipc.ts';
 import type { CoordMessage, Invalidation, SharedObject, UnlockWait } from '../coord/types.ts';
-import { withHeapFlags } from '../ops/node-flags.ts';
+import { HEAP_MARK, withHeapFlags } from '../ops/node-flags.ts';
 
 /** Tag of the workers' own messages to the primary (ready), apart from coordination. */
 export const WORKER_TAG = 'lacquer:worker';
@@ -34,9 +34,13 @@ const HANDOFF_MS = 10_000;
 /** A worker that keeps dying is replaced at most this often (a crash loop must not fork-bomb the host). */
 const RESPAWN_MIN_MS = 1000;
 
-/** The share of `cache.memory` each worker's own cache gets, and the hand-off store's (README "Workers"). */
+/**
+ * The share of `cache.memory` each worker's own cache gets, and the hand-off store's (README "Workers"). A
+ * thirty-second, at most 16 MiB: the store holds bodies up to EAGER_MAX_BYTES (coord/ipc.ts) and, for
+ * larger ones, an entry of about 512 bytes (the body stays with its worker), each for at most 10 s.
+ */
 export function memorySplit(memory: number, workers: number): { perWorker: number; handoff: number } {
-  const handoff = Math.min(Math.floor(memory / 8), 64 * 1024 * 1024);
+  const handoff = Math.min(Math.floor(memory / 32), 16 * 1024 * 1024);
   return { perWorker: Math.floor((memory - handoff) / workers), handoff };
 }
 
@@ -51,7 +55,13 @@ export function limitShare(limit: number, workers: number, index: number): numbe
 }
 
 type Held = { owner: number; timer: NodeJS.Timeout; waiters: { worker: number; rid: number }[] };
-type Stored = { o: SharedObject; until: number; bytes: number };
+/** `holder`: the worker that keeps the body of a lazy put (`o.body` is then empty); undefined when the body is here. */
+type Stored = { o: SharedObject; until: number; bytes: number; holder: number | undefined };
+/** A pull waiting for its holder's answer, and the lookups that wait for it. */
+type Pull = { holder: number; key: string; timer: NodeJS.Timeout; then: ((o: SharedObject | undefined) => void)[] };
+
+/** How long a lookup waits for the holder of a lazy body (below the worker's REQUEST_TIMEOUT_MS of 1 s). */
+const PULL_TIMEOUT_MS = 500;
 
 /** The primary's state, apart from process management (unit-testable without forking). */
 export class PrimaryHub {
@@ -65,6 +75,12 @@ export class PrimaryHub {
   readonly #fanouts = new Map<number, { left: Set<number>; data: unknown[]; done: () => void }>();
   readonly #send: (worker: number, m: IpcDown) => void;
   readonly #workers: () => number[];
+  /** Pulls in flight by id, and by `holder key` so concurrent lookups of one object share one pull. */
+  readonly #pulls = new Map<number, Pull>();
+  readonly #pulling = new Map<string, Pull>();
+  #pid = 0;
+  /** Counts invalidations: a pull answered after one began is dropped (the holder may have sent it before applying it). */
+  #generation = 0;
 
   constructor(o: { maxBytes: number; send: (worker: number, m: IpcDown) => void; workers: () => number[] }) {
     this.#maxBytes = o.maxBytes;
@@ -86,16 +102,15 @@ export class PrimaryHub {
   handle(from: number, m: IpcRequest | IpcNotice): void {
     switch (m.t) {
       case 'lookup':
-        return this.#reply(from, m.rid, this.#lookup(m.primary));
+        return this.#lookup(m.primary, (found) => this.#reply(from, m.rid, found));
       case 'put':
-        return this.#put(m.object, m.ttlMs);
-      case 'lock': {
-        if (this.#locks.has(m.key)) return this.#reply(from, m.rid, 'held');
-        const timer = setTimeout(() => this.#unlock(m.key, 'expired'), m.ttlMs);
-        timer.unref();
-        this.#locks.set(m.key, { owner: from, timer, waiters: [] });
-        return this.#reply(from, m.rid, 'acquired');
-      }
+        return this.#put(m.object, m.ttlMs, m.lazy ? from : undefined);
+      case 'pulled':
+        return this.#pulled(from, m.pid, m.object);
+      case 'miss':
+        return this.#lookup(m.primary, (found) => this.#reply(from, m.rid, found.length > 0 ? { found } : { found, lock: this.#lock(from, m.key, m.ttlMs) }));
+      case 'lock':
+        return this.#reply(from, m.rid, this.#lock(from, m.key, m.ttlMs));
       case 'release': {
         const held = this.#locks.get(m.key);
         if (held && held.owner === from) this.#unlock(m.key, m.outcome);
@@ -119,8 +134,18 @@ export class PrimaryHub {
     }
   }
 
-  /** A worker is gone: its locks expire now (a waiter takes over), and no publish waits for it. */
+  #lock(from: number, key: string, ttlMs: number): 'acquired' | 'held' {
+    if (this.#locks.has(key)) return 'held';
+    const timer = setTimeout(() => this.#unlock(key, 'expired'), ttlMs);
+    timer.unref();
+    this.#locks.set(key, { owner: from, timer, waiters: [] });
+    return 'acquired';
+  }
+
+  /** A worker is gone: its locks expire now (a waiter takes over), no publish or pull waits for it, and the bodies it kept are gone with it. */
   workerGone(id: number): void {
+    for (const [pid, p] of this.#pulls) if (p.holder === id) this.#pulled(id, pid, undefined);
+    for (const [primary, variants] of [...this.#store]) for (const [key, s] of [...variants]) if (s.holder === id) this.#remove(primary, key);
     for (const [key, held] of this.#locks) {
       if (held.owner === id) this.#unlock(key, 'expired');
       else held.waiters = held.waiters.filter((w) => w.worker !== id);
@@ -169,19 +194,55 @@ export class PrimaryHub {
     for (const w of held.waiters) this.#reply(w.worker, w.rid, outcome);
   }
 
-  #lookup(primary: string): SharedObject[] {
+  /** The primary's variants, each with its body: those kept by their holder are pulled from it first. */
+  #lookup(primary: string, answer: (found: SharedObject[]) => void): void {
     const variants = this.#store.get(primary);
-    if (!variants) return [];
+    if (!variants) return answer([]);
     const now = Date.now();
     const out: SharedObject[] = [];
+    const lazy: Stored[] = [];
     for (const [key, s] of variants) {
       if (s.until <= now) this.#remove(primary, key);
-      else out.push(s.o);
+      else if (s.holder === undefined) out.push(s.o);
+      else lazy.push(s);
     }
-    return out;
+    if (lazy.length === 0) return answer(out);
+    const generation = this.#generation;
+    let left = lazy.length;
+    for (const s of lazy) {
+      this.#pull(s.holder!, s.o.key, (o) => {
+        // A purge since the pull began may have reached the holder after it answered: not served (a miss).
+        // The entry's own state (a soft purge's invalidatedAt) goes with the holder's copy.
+        if (o && o.key === s.o.key && generation === this.#generation) out.push(s.o.invalidatedAt === undefined ? o : { ...o, invalidatedAt: s.o.invalidatedAt });
+        if (--left === 0) answer(out);
+      });
+    }
   }
 
-  #put(o: SharedObject, ttlMs: number): void {
+  #pull(holder: number, key: string, then: (o: SharedObject | undefined) => void): void {
+    const at = `${holder} ${key}`;
+    const going = this.#pulling.get(at);
+    if (going) return void going.then.push(then);
+    const pid = ++this.#pid;
+    const timer = setTimeout(() => this.#pulled(holder, pid, undefined), PULL_TIMEOUT_MS);
+    timer.unref();
+    const p: Pull = { holder, key: at, timer, then: [then] };
+    this.#pulls.set(pid, p);
+    this.#pulling.set(at, p);
+    this.#send(holder, { t: 'pull', pid, key });
+  }
+
+  #pulled(from: number, pid: number, o: SharedObject | undefined): void {
+    const p = this.#pulls.get(pid);
+    if (!p || p.holder !== from) return;
+    clearTimeout(p.timer);
+    this.#pulls.delete(pid);
+    this.#pulling.delete(p.key);
+    for (const then of p.then) then(o);
+  }
+
+  /** `holder`: the worker that kept the body (a lazy put); the entry alone is charged here. */
+  #put(o: SharedObject, ttlMs: number, holder: number | undefined): void {
     const bytes = o.body.length + 512;
     if (bytes > this.#maxBytes) return;
     this.#remove(o.primary, o.key);
@@ -192,7 +253,7 @@ export class PrimaryHub {
     }
     let variants = this.#store.get(o.primary);
     if (!variants) this.#store.set(o.primary, (variants = new Map()));
-    variants.set(o.key, { o, until: Date.now() + Math.min(ttlMs, HANDOFF_MS), bytes });
+    variants.set(o.key, { o, until: Date.now() + Math.min(ttlMs, HANDOFF_MS), bytes, holder });
     this.#bytes += bytes;
   }
 
@@ -207,6 +268,7 @@ export class PrimaryHub {
 
   /** Applies an invalidation to the hand-off store (the workers apply it to their own caches). */
   invalidate(inv: Invalidation): void {
+    this.#generation++;
     const now = Date.now();
     const hit = (s: Stored) => {
       if (inv.mode === 'hard') this.#remove(s.o.primary, s.o.key);
@@ -241,9 +303,12 @@ export function balanceOf(config: Config): 'reuseport' | 'cluster' {
   return config.workers_balance === 'reuseport' && process.platform === 'linux' && port !== 0 ? 'reuseport' : 'cluster';
 }
 
-/** The workers' node flags: the primary's, plus Lacquer's semi-space size unless one was chosen (ops/node-flags.ts). */
-export function workerExecArgv(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
-  return withHeapFlags(execArgv, nodeOptions);
+/**
+ * The workers' node flags: the primary's, with Lacquer's semi-space size (not the primary's own smaller one)
+ * unless the operator chose one (ops/node-flags.ts).
+ */
+export function workerExecArgv(execArgv: readonly string[], nodeOptions: string | undefined, mark = process.env[HEAP_MARK]): string[] {
+  return withHeapFlags(execArgv, nodeOptions, mark);
 }
 
 /**
@@ -273,11 +338,23 @@ export function runPrimary(config: Config, n: number, log: Logger): Promise<numb
   let stopping = false;
   let announced = false;
   let failureSaid = false;
+  // One outbox per worker: a turn's replies to it leave in one write (coord/ipc.ts outbox).
+  const outboxes = new Map<number, (m: IpcDown) => void>();
   const hub = new PrimaryHub({
     maxBytes: handoff,
     send: (id, m) => {
-      const w = cluster.workers?.[id];
-      if (w?.isConnected()) w.send({ tag: IPC_TAG, m });
+      let out = outboxes.get(id);
+      if (!out) {
+        out = outbox<IpcDown>(
+          (e) => {
+            const w = cluster.workers?.[id];
+            if (w?.isConnected()) w.send(e);
+          },
+          () => undefined, // a worker gone: its requests time out on its side, and it is gone anyway
+        );
+        outboxes.set(id, out);
+      }
+      out(m);
     },
     workers: () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && w.isConnected()).map((w) => w.id),
   });
@@ -290,7 +367,8 @@ export function runPrimary(config: Config, n: number, log: Logger): Promise<numb
     w.on('message', (raw: unknown) => {
       if (!raw || typeof raw !== 'object') return;
       const tag = (raw as { tag?: unknown }).tag;
-      if (tag === IPC_TAG) hub.handle(w.id, (raw as { m: IpcRequest | IpcNotice }).m);
+      const coord = unpack<IpcRequest | IpcNotice>(raw);
+      if (coord.length) for (const m of coord) hub.handle(w.id, m);
       else if (tag === WORKER_TAG && (raw as FailedMessage).t === 'failed') {
         // Every worker fails the same way (the port is taken): the instance says it once, like one process.
         if (!announced && !failureSaid) process.stderr.write((raw as FailedMessage).line);
@@ -314,6 +392,7 @@ export function runPrimary(config: Config, n: number, log: Logger): Promise<numb
   cluster.on('exit', (w, code, signal) => {
     const index = indexOf.get(w.id);
     indexOf.delete(w.id);
+    outboxes.delete(w.id);
     hub.workerGone(w.id);
     if (index === undefined || stopping) return;
     if (!announced) {

@@ -138,3 +138,36 @@ describe('access log line', () => {
     expect(readLines(file).map((l) => l.id)).toEqual(['a', 'b']);
   });
 });
+
+describe('log file sink: direct writes, the thread pool after a slow one', () => {
+  it('writes a batch to the file before write() returns while writes are fast', async () => {
+    const { openSink } = await import('../src/observe/log-sink.ts');
+    const file = join(dir, 'direct.log');
+    const sink = openSink(file);
+    sink.write(Buffer.from('{"a":1}\n'));
+    expect(sink.writesDirect?.()).toBe(true);
+    // No tick has passed: only a synchronous write can have put it there (a pool write completes later).
+    expect(readFileSync(file, 'utf8')).toBe('{"a":1}\n');
+    sink.write(Buffer.from('{"a":2}\n'));
+    expect(readFileSync(file, 'utf8')).toBe('{"a":1}\n{"a":2}\n');
+    sink.close();
+  });
+
+  it('after a write slower than the limit, hands later batches to the thread pool, in order, nothing lost', async () => {
+    const { openSink } = await import('../src/observe/log-sink.ts');
+    const file = join(dir, 'slow.log');
+    // A limit below any write's duration: the first write counts as slow.
+    const sink = openSink(file, -1);
+    expect(sink.writesDirect?.()).toBe(true);
+    sink.write(Buffer.from('one\n'));
+    expect(readFileSync(file, 'utf8')).toBe('one\n');
+    // Not written synchronously any more: later batches go through libuv's thread pool.
+    expect(sink.writesDirect?.()).toBe(false);
+    sink.write(Buffer.from('two\n'));
+    sink.write(Buffer.from('three\n'));
+    await sink.drain(5_000);
+    expect(readFileSync(file, 'utf8')).toBe('one\ntwo\nthree\n');
+    expect(sink.dropped()).toBe(0);
+    sink.close();
+  });
+});

@@ -308,7 +308,7 @@ const Log = z.strictObject({
     .default('stdout')
     .meta({
       description:
-        'Where access log lines (one JSON object per request) go: `stdout`, `stderr`, `off` or a file path (appended to; its directory must exist). Operational messages always go to stderr, and to the file too. A destination that does not keep up never stalls the proxy: past 4 MiB pending, lines are dropped and counted (`lacquer_log_lines_dropped_total`). Restart to change.',
+        'Where access log lines (one JSON object per request) go: `stdout`, `stderr`, `off` or a file path (appended to; its directory must exist). Operational messages always go to stderr, and to the file too. A file is written in batches (32 KiB or 10 ms) from the event loop until one write takes over 20 ms, then through a thread pool. A destination that does not keep up never stalls the proxy beyond that one write: past 4 MiB pending, lines are dropped and counted (`lacquer_log_lines_dropped_total`). Restart to change.',
       default: 'stdout',
     }),
   level: z

@@ -5,8 +5,14 @@
 // - pipes, sockets and terminals are written through process.stdout/stderr, which libuv drives without
 //   blocking (O_NONBLOCK on Linux): nothing is ever written to them synchronously, and what is still
 //   queued at exit is given up;
-// - files are written by sonic-boom (pino's destination) on an fd opened at start, so a start-up failure
-//   never meets a destination that is "not ready yet", and flushed synchronously at exit (disks finish);
+// - files are written on an fd opened at start, so a start-up failure never meets a destination that is
+//   "not ready yet", and flushed synchronously at exit (disks finish). Batches (access-log.ts: 32 KiB or
+//   10 ms) are written synchronously from the event loop while the disk keeps up, as nginx writes its
+//   access log: a write through libuv's thread pool wakes a pool thread per batch, and on a 2-core machine
+//   those wake-ups put a 1 KiB hit's p99 at 6.7–6.9 ms against 1.8–2.7 ms written directly (the same
+//   req/s; BENCHMARKS.md "Issue 12: the access log's tail"). A write that takes longer than SLOW_WRITE_MS
+//   (a slow or remote disk) moves the file to sonic-boom (pino's destination, thread pool) for good, so a
+//   slow disk costs serving one such write, not one per batch;
 // - every destination holds at most MAX_PENDING_BYTES unwritten: past it lines are dropped and counted
 //   (`lacquer_log_lines_dropped_total`) rather than buffered without bound or waited for.
 import { fstatSync, openSync, writeSync } from 'node:fs';
@@ -15,6 +21,8 @@ import pino from 'pino';
 
 /** Unwritten bytes a destination may hold; past it new lines are dropped (and counted). */
 export const MAX_PENDING_BYTES = 4 * 1024 * 1024;
+/** A direct (synchronous) file write slower than this (ms) hands the file to the thread pool from then on. */
+export const SLOW_WRITE_MS = 20;
 
 export type LogSink = {
   /** A batch of access lines comes as bytes (encoded as each line was made), other lines as text. */
@@ -30,6 +38,8 @@ export type LogSink = {
   flush(last?: Buffer): void;
   /** Resolves when nothing is pending, or after `ms`, whichever comes first. Never rejects. */
   drain(ms: number): Promise<void>;
+  /** A file: whether batches are still written synchronously (false once a write was slow). */
+  writesDirect?(): boolean;
 };
 
 const linesIn = (chunk: string | Buffer): number => {
@@ -45,14 +55,17 @@ const linesIn = (chunk: string | Buffer): number => {
  */
 const stdio = new Map<'stdout' | 'stderr', LogSink>();
 
-/** `stdout`, `stderr` or a file path (appended to; its directory must exist: `check` says so). */
-export function openSink(dest: string): LogSink {
+/**
+ * `stdout`, `stderr` or a file path (appended to; its directory must exist: `check` says so). `slowWriteMs`
+ * (tests) replaces SLOW_WRITE_MS for a file.
+ */
+export function openSink(dest: string, slowWriteMs = SLOW_WRITE_MS): LogSink {
   if (dest === 'stdout' || dest === 'stderr') {
     let sink = stdio.get(dest);
     if (!sink) stdio.set(dest, (sink = stdioSink(dest)));
     return sink;
   }
-  return fileSink(openSync(dest, 'a'));
+  return fileSink(openSync(dest, 'a'), slowWriteMs);
 }
 
 function stdioSink(dest: 'stdout' | 'stderr'): LogSink {
@@ -80,7 +93,7 @@ function nowhereSink(): LogSink {
   };
 }
 
-function fileSink(fd: number): LogSink {
+function fileSink(fd: number, slowWriteMs = SLOW_WRITE_MS): LogSink {
   let dropped = 0;
   // maxLength: sonic-boom drops (and emits 'drop') rather than buffer past it when the disk is slower than us.
   // Buffer mode: access lines arrive already encoded, in batches (access-log.ts); in utf8 mode sonic-boom
@@ -99,7 +112,20 @@ function fileSink(fd: number): LogSink {
   // pino's destination swallows EPIPE itself; anything else (ENOSPC, EIO) must not crash the proxy.
   d.on('error', () => undefined);
   let closed = false;
+  // Written here, synchronously, until one write is slow (see the top of this file).
+  let direct = true;
   const put = (b: Buffer) => {
+    if (direct && handed === done) {
+      const t0 = performance.now();
+      try {
+        for (let at = 0; at < b.length; ) at += writeSync(fd, b, at);
+      } catch {
+        // ENOSPC, EIO, EAGAIN: the batch is lost (counted), as sonic-boom would drop it; the next tries again.
+        dropped += linesIn(b);
+      }
+      if (performance.now() - t0 > slowWriteMs) direct = false;
+      return;
+    }
     handed += b.length;
     // (sonic-boom's types name strings only; in buffer mode it takes Buffers.)
     d.write(b as unknown as string);
@@ -135,6 +161,7 @@ function fileSink(fd: number): LogSink {
     },
     dropped: () => dropped,
     flush,
+    writesDirect: () => direct,
     drain(ms) {
       flush();
       if (closed || handed === done) return Promise.resolve();

@@ -141,8 +141,10 @@ function fileSink(fd: number, slowWriteMs = SLOW_WRITE_MS): LogSink {
         for (let at = 0; at < last.length; ) at += writeSync(fd, last, at);
         return;
       }
+      // A write is in flight in the thread pool: `last` queues behind it, in order, and drain() or close()
+      // waits for them. (sonic-boom's flushSync() would write what it holds at once, before the write in
+      // flight lands: lines out of order, test/access-log.test.ts.)
       if (last) put(last);
-      d.flushSync();
     } catch {
       // A full disk or a closed fd at exit: the lines are lost either way, the exit must not be.
     }

@@ -108,7 +108,7 @@ describe('lacquer serve', () => {
     const s = lacquer(['serve', '-c', p, ...flags]);
     // A failed assertion must not leave the server (and, with workers, its primary and workers) running.
     onTestFinished(() => void s.child.kill('SIGKILL'));
-    await waitFor(() => s.stderr().includes('listening'), 5000, () => `stdout ${s.stdout()} stderr ${s.stderr()}`);
+    await waitFor(() => s.stderr().includes('listening'), 15_000, () => `stdout ${s.stdout()} stderr ${s.stderr()}`);
     const lines = s.stderr().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     const start = lines.filter((l) => String(l.msg).includes('listening'));
     expect(start).toHaveLength(1);

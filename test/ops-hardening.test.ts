@@ -143,7 +143,7 @@ describe('operational messages', () => {
     const p = file('tofile.yaml', `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nlog:\n  access: ${log}\n${BACKEND}`);
     const s = lacquer(['serve', '-c', p]);
     try {
-      await waitFor(() => s.stderr().includes('listening'), 5000, () => `stderr ${s.stderr()}`);
+      await waitFor(() => s.stderr().includes('listening'), 15_000, () => `stderr ${s.stderr()}`);
       const start = JSON.parse(s.stderr().split('\n').find((l) => l.includes('listening'))!) as { listen: string };
       const res = await fetch(`http://${start.listen}/x`);
       await res.text();

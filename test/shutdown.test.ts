@@ -37,7 +37,7 @@ async function serve(slowMs: number, drain: string): Promise<number> {
   const cfg = join(dir, `serve-${drain}.yaml`);
   writeFileSync(cfg, `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nproxy:\n  drain_timeout: ${drain}\nlog:\n  access: stdout\nbackends:\n  - name: app1\n    url: ${origin.url}\n`);
   proc = lacquer(['serve', '-c', cfg, ...flags], { timeoutMs: 15_000 });
-  await waitFor(() => proc!.stderr().includes('listening'), 5000, () => `stdout ${proc!.stdout()} stderr ${proc!.stderr()}`);
+  await waitFor(() => proc!.stderr().includes('listening'), 15_000, () => `stdout ${proc!.stdout()} stderr ${proc!.stderr()}`);
   const start = JSON.parse(proc.stderr().split('\n').find((l) => l.includes('listening'))!) as { listen: string };
   return Number(start.listen.split(':')[1]);
 }

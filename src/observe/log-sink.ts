@@ -99,9 +99,8 @@ function fileSink(fd: number, slowWriteMs = SLOW_WRITE_MS): LogSink {
   // Buffer mode: access lines arrive already encoded, in batches (access-log.ts); in utf8 mode sonic-boom
   // measured and re-encoded every batch as a string on the main thread (issue 12, `writeString` in the profile).
   const d = pino.destination({ fd, sync: false, maxLength: MAX_PENDING_BYTES, contentMode: 'buffer' });
-  // Bytes handed to sonic-boom and bytes it wrote (or dropped): equal when no write is pending or in flight.
-  // sonic-boom's flushSync() skips the write in flight, so a batch handed to it just before a flush was still
-  // on its way when flush() returned (test/access-log.test.ts flush(), flaky under load).
+  // Bytes handed to sonic-boom and bytes it wrote (or dropped): equal when no write is pending or in flight
+  // (always, while batches are written directly).
   let handed = 0;
   let done = 0;
   d.on('write', (n: number) => (done += n));
@@ -112,17 +111,20 @@ function fileSink(fd: number, slowWriteMs = SLOW_WRITE_MS): LogSink {
   // pino's destination swallows EPIPE itself; anything else (ENOSPC, EIO) must not crash the proxy.
   d.on('error', () => undefined);
   let closed = false;
+  /** Writes `b` here and now; a full disk or a closed fd loses it (counted), never the proxy. */
+  const writeNow = (b: Buffer) => {
+    try {
+      for (let at = 0; at < b.length; ) at += writeSync(fd, b, at);
+    } catch {
+      dropped += linesIn(b);
+    }
+  };
   // Written here, synchronously, until one write is slow (see the top of this file).
   let direct = true;
   const put = (b: Buffer) => {
-    if (direct && handed === done) {
+    if (direct) {
       const t0 = performance.now();
-      try {
-        for (let at = 0; at < b.length; ) at += writeSync(fd, b, at);
-      } catch {
-        // ENOSPC, EIO, EAGAIN: the batch is lost (counted), as sonic-boom would drop it; the next tries again.
-        dropped += linesIn(b);
-      }
+      writeNow(b);
       if (performance.now() - t0 > slowWriteMs) direct = false;
       return;
     }
@@ -131,23 +133,14 @@ function fileSink(fd: number, slowWriteMs = SLOW_WRITE_MS): LogSink {
     d.write(b as unknown as string);
   };
   const flush = (last?: Buffer) => {
-    if (closed) {
-      if (last) dropped += linesIn(last);
-      return;
-    }
-    try {
-      if (last && handed === done) {
-        // Nothing in flight: written here, so it is in the file when flush() returns.
-        for (let at = 0; at < last.length; ) at += writeSync(fd, last, at);
-        return;
-      }
-      // A write is in flight in the thread pool: `last` queues behind it, in order, and drain() or close()
-      // waits for them. (sonic-boom's flushSync() would write what it holds at once, before the write in
-      // flight lands: lines out of order, test/access-log.test.ts.)
-      if (last) put(last);
-    } catch {
-      // A full disk or a closed fd at exit: the lines are lost either way, the exit must not be.
-    }
+    if (!last) return; // nothing is held here: a batch is written, or handed to sonic-boom, as it comes
+    if (closed) dropped += linesIn(last);
+    // Nothing in flight: written here, so it is in the file when flush() returns.
+    else if (handed === done) writeNow(last);
+    // A write is in flight in the thread pool: `last` queues behind it, in order, and drain() or close()
+    // waits for them. (sonic-boom's flushSync() would write what it holds at once, before the write in
+    // flight lands: lines out of order, test/access-log.test.ts.)
+    else put(last);
   };
   return {
     write(chunk) {
@@ -155,7 +148,6 @@ function fileSink(fd: number, slowWriteMs = SLOW_WRITE_MS): LogSink {
       else put(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
     },
     close() {
-      flush();
       closed = true;
       // A write still in flight finishes before the descriptor is closed (destroy() would close it under it).
       if (handed === done) d.destroy();
@@ -165,7 +157,6 @@ function fileSink(fd: number, slowWriteMs = SLOW_WRITE_MS): LogSink {
     flush,
     writesDirect: () => direct,
     drain(ms) {
-      flush();
       if (closed || handed === done) return Promise.resolve();
       // The write in flight, for at most `ms`: a disk that does not answer must not hold the exit.
       return new Promise((resolve) => {

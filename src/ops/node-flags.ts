@@ -69,39 +69,44 @@ export function withHeapFlags(execArgv: readonly string[], nodeOptions: string |
 }
 
 /**
- * Replaces this process with the same command line plus the heap flags and allocator settings (same pid,
- * same stdio, nothing started yet), when some are missing and the platform can (process.execve: Node ≥
- * 22.15 / 23.11, not on Windows). Returns when nothing was to be done or the exec could not happen: the
- * proxy then runs as it was started. Measured cost: one more Node start before the proxy loads (BENCHMARKS.md).
+ * Replaces this process (same pid, same stdio) with the same script and arguments under `flags` and `env`
+ * (process.execve: Node ≥ 22.15 / 23.11, not on Windows). Returns only when it could not: a platform without
+ * execve, or an exec refused (a sandbox) — the process then goes on as started.
+ */
+function replaceProcess(flags: readonly string[], env: NodeJS.ProcessEnv): void {
+  const execve = (process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve;
+  if (typeof execve !== 'function') return;
+  try {
+    execve.call(process, process.execPath, [process.execPath, ...flags, ...process.argv.slice(1)], env);
+  } catch {
+    // Not replaced: go on as started.
+  }
+}
+
+/**
+ * Replaces this process with the same command line plus the heap flags and allocator settings (nothing
+ * started yet), when some are missing. Returns when nothing was to be done or the exec could not happen:
+ * the proxy then runs as it was started. Measured cost: one more Node start before the proxy loads
+ * (BENCHMARKS.md).
  */
 export function reexecWithHeapFlags(): void {
-  const execve = (process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve;
   const added = addedEnv(process.env);
-  const env = { ...added, ...process.env };
-  const missingEnv = Object.keys(added).length > 0;
-  if (typeof execve !== 'function' || (!missingEnv && semiSpaceChosen(process.execArgv, process.env.NODE_OPTIONS))) return;
+  const chosen = semiSpaceChosen(process.execArgv, process.env.NODE_OPTIONS);
+  if (Object.keys(added).length === 0 && chosen) return;
   // A debugger attached to this process would lose it at the exec: debugging runs as started.
   if (process.execArgv.some((a) => a.startsWith('--inspect'))) return;
-  if (!semiSpaceChosen(process.execArgv, process.env.NODE_OPTIONS)) env[HEAP_MARK] = 'added';
-  try {
-    execve.call(process, process.execPath, [process.execPath, ...withHeapFlags(process.execArgv, process.env.NODE_OPTIONS), ...process.argv.slice(1)], env);
-  } catch {
-    // Not replaced (e.g. a sandbox refusing exec): go on as started.
-  }
+  const env: NodeJS.ProcessEnv = { ...added, ...process.env };
+  if (!chosen) env[HEAP_MARK] = 'added';
+  replaceProcess(withHeapFlags(process.execArgv, process.env.NODE_OPTIONS), env);
 }
 
 /**
  * The primary of `workers: N` once it knows it is one (the configuration is read): replaces itself again
  * with its own, smaller semi-space (PRIMARY_SEMI_SPACE_MIB) when the one it has is Lacquer's. Nothing has
- * been started yet (no port bound, no worker forked). Returns when nothing was to be done or it could not.
+ * been started yet (no port bound, no worker forked). Returns when nothing was to be done or it could not
+ * (the primary then runs with the workers' flags).
  */
 export function reexecAsPrimary(): void {
-  const execve = (process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve;
-  if (typeof execve !== 'function' || process.env[HEAP_MARK] !== 'added') return;
-  try {
-    const flags = withHeapFlags(process.execArgv, process.env.NODE_OPTIONS, 'added', PRIMARY_SEMI_SPACE_MIB);
-    execve.call(process, process.execPath, [process.execPath, ...flags, ...process.argv.slice(1)], { ...process.env, [HEAP_MARK]: 'primary' });
-  } catch {
-    // Not replaced: the primary runs with the workers' flags.
-  }
+  if (process.env[HEAP_MARK] !== 'added') return;
+  replaceProcess(withHeapFlags(process.execArgv, process.env.NODE_OPTIONS, 'added', PRIMARY_SEMI_SPACE_MIB), { ...process.env, [HEAP_MARK]: 'primary' });
 }

@@ -29,7 +29,8 @@ const SEVERITY: Record<BackendState, number> = { healthy: 0, draining: 1, 'half-
 const worst = (a: BackendState, b: BackendState): BackendState => (SEVERITY[b] > SEVERITY[a] ? b : a);
 const sumNullable = (a: number | null | undefined, b: number | null | undefined): number | null => (a == null || b == null ? null : a + b);
 
-function addCounts(into: Record<string, number>, from: Record<string, number>): Record<string, number> {
+/** Adds each count of `from` into `into` (errors by class, 5xx by class: merged per worker or per second). */
+export function addCounts(into: Record<string, number>, from: Record<string, number>): Record<string, number> {
   for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
   return into;
 }

@@ -11,6 +11,7 @@ import type { Exchange } from '../server/exchange.ts';
 import { CACHE_LABELS, cacheLabel, fiveXxClass, fromCache, isLookup, type CacheLabel } from './classify.ts';
 import { count, mergeInto, quantile, record, type Hist } from './histogram.ts';
 import type { ProcessSample } from './process-stats.ts';
+import { addCounts } from './instance.ts';
 
 /** Seconds of history kept: the dashboard's 15 minutes, also the longest alert window. */
 export const HISTORY_SECONDS = 900;
@@ -76,7 +77,7 @@ function addSecond(into: Omit<Second, 't' | 'sample'>, from: Second): void {
   into.requests += from.requests;
   for (const l of CACHE_LABELS) into.cache[l] += from.cache[l];
   into.s5xx += from.s5xx;
-  for (const [k, v] of Object.entries(from.e5xx)) into.e5xx[k] = (into.e5xx[k] ?? 0) + v;
+  addCounts(into.e5xx, from.e5xx);
   for (const [k, v] of Object.entries(from.failures)) {
     const f = (into.failures[k] ??= { n: 0, example: v.example, backend: v.backend });
     f.n += v.n;
